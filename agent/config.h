@@ -1,0 +1,129 @@
+/* The WireGuard-style configuration: [Interface], [Peer] (many), [Rendezvous].
+ *
+ * A streaming parser in the manner of wireguard-tools' config.c: feed it one
+ * line at a time, then finish, which runs the cross-field checks. Every error
+ * names the file, the line and what was expected, and parsing goes on after
+ * an error so that one run reports them all. */
+#ifndef NATAGENT_AGENT_CONFIG_H
+#define NATAGENT_AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "agent/keys.h"
+#include "nat/addr.h"
+
+enum config_mode { MODE_TUN, MODE_PROXY, MODE_WIREGUARD };
+
+enum portmap_proto { PORTMAP_UPNP, PORTMAP_PCP, PORTMAP_NATPMP, PORTMAP_COUNT };
+
+#define CONFIG_MAX_STUN    8
+#define CONFIG_MAX_ADDRS   8
+#define CONFIG_MAX_PEERS   4096
+#define CONFIG_MAX_ALLOWED 256
+#define CONFIG_NAME_MAX    16 /* IFNAMSIZ */
+
+#define CONFIG_DEFAULT_MTU        1280
+#define CONFIG_DEFAULT_KEEPALIVE  25  /* seconds, where a NAT needs one */
+#define CONFIG_DEFAULT_IDLE       30  /* seconds of silence before a session is dead */
+
+struct config_peer {
+	uint8_t public_key[KEY_LEN];
+	bool has_public_key;
+	struct na_prefix allowed_ips[CONFIG_MAX_ALLOWED];
+	unsigned n_allowed_ips;
+	struct na_endpoint endpoint;
+	bool has_endpoint;
+	unsigned persistent_keepalive; /* seconds; 0 = off */
+	bool has_persistent_keepalive; /* unset: decided from the NAT's lifetime */
+	struct na_endpoint local_endpoint;
+	bool has_local_endpoint;
+	unsigned line; /* of its [Peer] header, for messages */
+};
+
+struct config_rendezvous {
+	bool present;
+	struct na_endpoint listen;
+	bool has_listen;
+	struct na_endpoint alternate;
+	bool has_alternate;
+	unsigned line;
+};
+
+struct config {
+	char name[CONFIG_NAME_MAX]; /* from the file name, like wg-quick */
+	char path[256];
+
+	uint8_t private_key[KEY_LEN];
+	uint8_t public_key[KEY_LEN];
+	bool has_private_key;
+	uint16_t listen_port; /* 0: chosen by the kernel */
+	enum config_mode mode;
+	bool has_mode;
+	struct na_prefix addresses[CONFIG_MAX_ADDRS];
+	unsigned n_addresses;
+	unsigned mtu;
+	struct na_endpoint rendezvous;
+	bool has_rendezvous;
+	uint8_t rendezvous_key[KEY_LEN];
+	bool has_rendezvous_key;
+	struct na_endpoint stun[CONFIG_MAX_STUN];
+	unsigned n_stun;
+	/* Port-mapping protocols in the order to prefer them; none = off. */
+	enum portmap_proto portmap[PORTMAP_COUNT];
+	unsigned n_portmap;
+	struct na_endpoint forward_to;
+	bool has_forward_to;
+	bool autonat_service;
+	unsigned idle_timeout; /* seconds */
+
+	struct config_rendezvous rdv;
+
+	struct config_peer *peers;
+	unsigned n_peers;
+};
+
+typedef void (*config_error_fn)(void *arg, const char *msg);
+
+struct config_ctx {
+	struct config *cfg;
+	const char *file; /* as named in messages */
+	unsigned line;
+	enum { SEC_NONE, SEC_INTERFACE, SEC_PEER, SEC_RENDEZVOUS } section;
+	unsigned errors;
+	config_error_fn on_error;
+	void *arg;
+	/* Line of the first occurrence of each single-valued key, per section,
+	 * so a repeat can say where the first one was. */
+	unsigned seen[32];
+	bool seen_interface;
+};
+
+/* The name the file gives the interface: its base name without ".conf". */
+bool config_name_from_path(char out[CONFIG_NAME_MAX], const char *path);
+
+void config_init(struct config *cfg);
+void config_free(struct config *cfg);
+
+void config_read_init(struct config_ctx *ctx, struct config *cfg, const char *file,
+		      config_error_fn on_error, void *arg);
+void config_read_line(struct config_ctx *ctx, const char *line);
+/* Cross-field checks; true when the whole file was good. */
+bool config_read_finish(struct config_ctx *ctx);
+
+/* Reads a whole file. Also warns (through on_error with a "warning: " prefix
+ * that does not count as an error) when the private key is readable by
+ * group or others. */
+bool config_load(struct config *cfg, const char *path, config_error_fn on_error, void *arg);
+
+/* The normalised form, as `natagent -n -v` prints it: every key that is set
+ * or defaulted, canonical spelling, the private key hidden. */
+void config_print(const struct config *cfg, FILE *out);
+
+const char *config_mode_name(enum config_mode mode);
+const char *config_portmap_name(enum portmap_proto p);
+const struct config_peer *config_find_peer(const struct config *cfg,
+					   const uint8_t key[KEY_LEN]);
+
+#endif
