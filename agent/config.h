@@ -40,6 +40,7 @@ struct config_peer {
 	struct na_endpoint local_endpoint;
 	bool has_local_endpoint;
 	unsigned line; /* of its [Peer] header, for messages */
+	uint32_t given; /* keys present, valid or not: no "missing" after "invalid" */
 };
 
 struct config_rendezvous {
@@ -90,7 +91,7 @@ struct config_ctx {
 	struct config *cfg;
 	const char *file; /* as named in messages */
 	unsigned line;
-	enum { SEC_NONE, SEC_INTERFACE, SEC_PEER, SEC_RENDEZVOUS } section;
+	enum { SEC_NONE, SEC_INTERFACE, SEC_PEER, SEC_RENDEZVOUS, SEC_INVALID } section;
 	unsigned errors;
 	config_error_fn on_error;
 	void *arg;
@@ -98,6 +99,9 @@ struct config_ctx {
 	 * so a repeat can say where the first one was. */
 	unsigned seen[32];
 	bool seen_interface;
+	unsigned interface_line;
+	uint32_t interface_given; /* as config_peer.given */
+	const char *raw; /* the line as written, for quoting */
 };
 
 /* The name the file gives the interface: its base name without ".conf". */

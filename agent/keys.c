@@ -28,6 +28,10 @@ bool key_from_base64(uint8_t key[KEY_LEN], const char *b64, const char **why)
 	uint8_t buf[BASE64_DECODE_LENGTH(KEY_B64_LEN)];
 	size_t len = strlen(b64), out = sizeof(buf);
 
+	if (len != KEY_B64_LEN - 1) {
+		*why = "is not a 32-byte key (44 base64 characters)";
+		return false;
+	}
 	for (size_t i = 0; i < len; i++) {
 		char c = b64[i];
 		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
@@ -44,7 +48,7 @@ bool key_from_base64(uint8_t key[KEY_LEN], const char *b64, const char **why)
 		*why = "is not base64";
 		return false;
 	}
-	if (out != KEY_LEN || len != KEY_B64_LEN - 1) {
+	if (out != KEY_LEN) {
 		*why = "is not a 32-byte key (44 base64 characters)";
 		return false;
 	}

@@ -1,2 +1,59 @@
+/* natagent: the daemon. `natagent -n [-v] -c FILE` only checks the config
+ * (and with -v prints it normalised), as bgpd -nv does. */
+#include <getopt.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "natagent: not yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: natagent [-n] [-v] [-d] -c FILE\n"
+		"  -c FILE   the configuration (its name, less .conf, names the interface)\n"
+		"  -n        check the configuration and exit: 0 if good, 1 if not\n"
+		"  -v        with -n, print the configuration parsed and normalised\n"
+		"  -d        debug logging\n");
+}
+
+static void print_config_error(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", msg);
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool check_only = false, verbose = false;
+	struct config cfg;
+	int c;
+
+	while ((c = getopt(argc, argv, "c:nvdh")) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'n': check_only = true; break;
+		case 'v': verbose = true; break;
+		case 'd': log_set_level(LOG_DEBUG); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (!config_load(&cfg, path, print_config_error, NULL))
+		return 1;
+	if (check_only) {
+		if (verbose)
+			config_print(&cfg, stdout);
+		config_free(&cfg);
+		return 0;
+	}
+	log_err("the daemon is not part of this build yet; use -n to check a config");
+	config_free(&cfg);
+	return 1;
+}

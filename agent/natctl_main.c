@@ -1,2 +1,40 @@
+/* natctl: natagent's command line, modelled on wg(8): one subcommand per
+ * function, dispatched from the table below. */
 #include <stdio.h>
-int main(void) { fprintf(stderr, "natctl: not yet\n"); return 1; }
+#include <string.h>
+
+#include "agent/natctl.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} subcommands[] = {
+	{ "genkey", natctl_genkey, "Generates a new private key and writes it to stdout" },
+	{ "pubkey", natctl_pubkey, "Reads a private key from stdin and writes a public key to stdout" },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: natctl <cmd> [<args>]\n\nAvailable subcommands:\n");
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(*subcommands); i++)
+		fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(*subcommands); i++)
+		if (!strcmp(argv[1], subcommands[i].name))
+			return subcommands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "natctl: invalid subcommand '%s'\n", argv[1]);
+	usage(stderr);
+	return 1;
+}
