@@ -8,9 +8,11 @@
 
 static int unit_n, unit_failed;
 
+/* cond is evaluated exactly once: it may have side effects. */
 #define CHECK(cond, ...) do {						\
+	int _unit_ok = !!(cond);					\
 	unit_n++;							\
-	if (cond) {							\
+	if (_unit_ok) {							\
 		printf("ok %d - ", unit_n);				\
 	} else {							\
 		unit_failed++;						\
@@ -18,7 +20,7 @@ static int unit_n, unit_failed;
 	}								\
 	printf(__VA_ARGS__);						\
 	printf("\n");							\
-	if (!(cond))							\
+	if (!_unit_ok)							\
 		printf("#   failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
 } while (0)
 
