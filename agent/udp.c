@@ -1,0 +1,170 @@
+#include "agent/udp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/ip.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CMSG_SPACE_ALL (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)) * 2)
+
+int udp_open(const struct na_endpoint *ep, int reuse)
+{
+	int one = 1, family = ep->ip.family == AF_INET6 ? AF_INET6 : AF_INET;
+	struct sockaddr_storage ss;
+	socklen_t sl = na_endpoint_to_sockaddr(ep, &ss);
+	int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (reuse)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET) {
+		setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof(one));
+	} else {
+		/* One socket per family keeps the v4 mapping and the v6 one apart. */
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int udp_local(int fd, struct na_endpoint *ep)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return -errno;
+	return na_endpoint_from_sockaddr(ep, (struct sockaddr *)&ss) ? 0 : -EAFNOSUPPORT;
+}
+
+static void parse_cmsgs(struct msghdr *mh, struct udp_msg *m)
+{
+	m->local.family = 0;
+	m->tos = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			m->local.family = AF_INET;
+			memcpy(m->local.v4, &pi.ipi_addr, 4);
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			m->local.family = AF_INET6;
+			memcpy(m->local.v6, &pi.ipi6_addr, 16);
+		} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
+			m->tos = *(uint8_t *)CMSG_DATA(c);
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) {
+			int tc;
+			memcpy(&tc, CMSG_DATA(c), sizeof(tc));
+			m->tos = (uint8_t)tc;
+		}
+	}
+}
+
+#define UDP_BATCH 64
+
+int udp_recv(int fd, struct udp_msg *msgs, unsigned n)
+{
+	struct mmsghdr mm[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	struct sockaddr_storage from[UDP_BATCH];
+	union {
+		char buf[CMSG_SPACE_ALL];
+		struct cmsghdr align;
+	} cbuf[UDP_BATCH];
+	int got;
+
+	if (n > UDP_BATCH)
+		n = UDP_BATCH;
+	memset(mm, 0, sizeof(*mm) * n);
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].iov_base = msgs[i].buf;
+		iov[i].iov_len = msgs[i].cap;
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+		mm[i].msg_hdr.msg_name = &from[i];
+		mm[i].msg_hdr.msg_namelen = sizeof(from[i]);
+		mm[i].msg_hdr.msg_control = cbuf[i].buf;
+		mm[i].msg_hdr.msg_controllen = sizeof(cbuf[i].buf);
+	}
+	got = recvmmsg(fd, mm, n, MSG_DONTWAIT, NULL);
+	if (got < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+	for (int i = 0; i < got; i++) {
+		struct udp_msg *m = &msgs[i];
+		/* A truncated datagram is not the datagram that was sent. */
+		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC)
+			m->len = 0;
+		else
+			m->len = mm[i].msg_len;
+		na_endpoint_from_sockaddr(&m->from, (struct sockaddr *)&from[i]);
+		parse_cmsgs(&mm[i].msg_hdr, m);
+	}
+	return got;
+}
+
+int udp_send(int fd, const void *buf, size_t len, const struct na_endpoint *to,
+	     const struct na_ip *src, uint8_t tos)
+{
+	struct sockaddr_storage ss;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char buf[CMSG_SPACE_ALL];
+		struct cmsghdr align;
+	} cbuf;
+	struct msghdr mh = {
+		.msg_name = &ss,
+		.msg_namelen = na_endpoint_to_sockaddr(to, &ss),
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+	};
+	size_t clen = 0;
+	struct cmsghdr *c;
+
+	memset(&cbuf, 0, sizeof(cbuf));
+	mh.msg_control = cbuf.buf;
+	mh.msg_controllen = sizeof(cbuf.buf);
+	c = CMSG_FIRSTHDR(&mh);
+	if (src && src->family == AF_INET && to->ip.family == AF_INET) {
+		struct in_pktinfo pi = { 0 };
+		memcpy(&pi.ipi_spec_dst, src->v4, 4);
+		c->cmsg_level = IPPROTO_IP;
+		c->cmsg_type = IP_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		clen += CMSG_SPACE(sizeof(pi));
+		c = CMSG_NXTHDR(&mh, c);
+	} else if (src && src->family == AF_INET6 && to->ip.family == AF_INET6) {
+		struct in6_pktinfo pi = { 0 };
+		memcpy(&pi.ipi6_addr, src->v6, 16);
+		c->cmsg_level = IPPROTO_IPV6;
+		c->cmsg_type = IPV6_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		clen += CMSG_SPACE(sizeof(pi));
+		c = CMSG_NXTHDR(&mh, c);
+	}
+	if (tos) {
+		int v = tos;
+		c->cmsg_level = to->ip.family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+		c->cmsg_type = to->ip.family == AF_INET ? IP_TOS : IPV6_TCLASS;
+		c->cmsg_len = CMSG_LEN(sizeof(v));
+		memcpy(CMSG_DATA(c), &v, sizeof(v));
+		clen += CMSG_SPACE(sizeof(v));
+	}
+	mh.msg_controllen = clen;
+	if (!clen)
+		mh.msg_control = NULL;
+	return sendmsg(fd, &mh, 0) < 0 ? -errno : 0;
+}

@@ -1,0 +1,50 @@
+/* Loopback only: two sockets exchange datagrams; checks the local address,
+ * the sender, batching and TOS reporting. */
+#include <poll.h>
+#include <unistd.h>
+
+#include "agent/udp.h"
+#include "tests/unit/unit.h"
+
+static int wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 2000);
+}
+
+int main(void)
+{
+	struct na_endpoint any, a, b;
+	uint8_t bufs[4][256];
+	struct udp_msg msgs[4];
+	struct na_ip src;
+	int fa, fb, n;
+
+	na_endpoint_parse(&any, "127.0.0.1:1", false);
+	any.port = 0;
+	fa = udp_open(&any, 0);
+	fb = udp_open(&any, 0);
+	CHECK(fa >= 0 && fb >= 0, "two loopback sockets");
+	udp_local(fa, &a);
+	udp_local(fb, &b);
+	CHECK(a.port != 0 && a.port != b.port, "kernel picked distinct ports");
+	na_ip_parse(&src, "127.0.0.1");
+	for (int i = 0; i < 3; i++)
+		CHECK(udp_send(fa, "ping", 4 + (size_t)i, &b, i == 0 ? &src : NULL, i == 2 ? 0x01 : 0) == 0,
+		      "send #%d", i);
+	for (int i = 0; i < 4; i++)
+		msgs[i] = (struct udp_msg){ .buf = bufs[i], .cap = sizeof(bufs[i]) };
+	CHECK(wait_readable(fb) == 1, "datagrams arrive");
+	n = udp_recv(fb, msgs, 4);
+	CHECK_EQ_INT(n, 3, "one batch holds all three");
+	CHECK_EQ_INT(msgs[0].len, 4, "first length");
+	CHECK_EQ_INT(msgs[2].len, 6, "third length");
+	CHECK(na_endpoint_equal(&msgs[1].from, &a), "sender reported");
+	CHECK(msgs[0].local.family == AF_INET && na_ip_equal(&msgs[0].local, &src),
+	      "local address reported");
+	CHECK_EQ_INT(msgs[2].tos & 3, 1, "ECN bits reported");
+	CHECK_EQ_INT(udp_recv(fb, msgs, 4), 0, "nothing more: 0, not an error");
+	close(fa);
+	close(fb);
+	return unit_done();
+}
