@@ -6,16 +6,18 @@
 #include <string.h>
 
 #include "agent/config.h"
+#include "agent/daemon.h"
 #include "agent/log.h"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: natagent [-n] [-v] [-d] -c FILE\n"
+		"Usage: natagent [-n] [-v] [-d] [-B] -c FILE\n"
 		"  -c FILE   the configuration (its name, less .conf, names the interface)\n"
 		"  -n        check the configuration and exit: 0 if good, 1 if not\n"
 		"  -v        with -n, print the configuration parsed and normalised\n"
-		"  -d        debug logging\n");
+		"  -d        debug logging\n"
+		"  -B        no BPF: do in userspace what the XDP/tc programs would\n");
 }
 
 static void print_config_error(void *arg, const char *msg)
@@ -28,15 +30,17 @@ int main(int argc, char **argv)
 {
 	const char *path = NULL;
 	bool check_only = false, verbose = false;
+	struct daemon_opts opts = { 0 };
 	struct config cfg;
 	int c;
 
-	while ((c = getopt(argc, argv, "c:nvdh")) != -1) {
+	while ((c = getopt(argc, argv, "c:nvdhB")) != -1) {
 		switch (c) {
 		case 'c': path = optarg; break;
 		case 'n': check_only = true; break;
 		case 'v': verbose = true; break;
 		case 'd': log_set_level(LOG_DEBUG); break;
+		case 'B': opts.no_bpf = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -53,7 +57,7 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
-	log_err("the daemon is not part of this build yet; use -n to check a config");
+	int status = daemon_run(&cfg, &opts);
 	config_free(&cfg);
-	return 1;
+	return status;
 }

@@ -1,0 +1,128 @@
+#include "agent/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "agent/stunsvc.h"
+
+struct daemon {
+	struct config *cfg;
+	struct loop *loop;
+	int sigfd;
+	struct stunsvc stun;
+	bool stun_open;
+	int exit_status;
+};
+
+/* Signals arrive as readable data on a signalfd, so they are handled in the
+ * loop like any other event, never inside an async handler. */
+static void on_signal(void *arg, uint32_t events)
+{
+	struct daemon *d = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGINT:
+		case SIGTERM:
+			log_info("%s: stopping on %s", d->cfg->name, strsignal((int)si.ssi_signo));
+			loop_stop(d->loop);
+			break;
+		case SIGHUP:
+			log_info("%s: SIGHUP: reload is not supported by this build; ignored",
+				 d->cfg->name);
+			break;
+		}
+	}
+}
+
+static int open_signals(struct daemon *d)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d->sigfd < 0)
+		return -errno;
+	return loop_add_fd(d->loop, d->sigfd, EPOLLIN, on_signal, d);
+}
+
+static int start_rendezvous(struct daemon *d)
+{
+	const struct config_rendezvous *r = &d->cfg->rdv;
+	char a[NA_ENDPOINT_STRLEN], b[NA_ENDPOINT_STRLEN];
+	struct na_endpoint failed;
+	int err;
+
+	err = stunsvc_open(&d->stun, d->loop, &r->listen, r->has_alternate ? &r->alternate : NULL,
+			   &failed);
+	if (err < 0) {
+		log_err("%s: cannot listen on %s: %s", d->cfg->name,
+			na_endpoint_str(&failed, a, sizeof(a)), strerror(-err));
+		return err;
+	}
+	d->stun_open = true;
+	if (r->has_alternate)
+		log_info("%s: STUN service on %s, RFC 5780 alternate %s", d->cfg->name,
+			 na_endpoint_str(&r->listen, a, sizeof(a)),
+			 na_endpoint_str(&r->alternate, b, sizeof(b)));
+	else
+		log_info("%s: STUN service on %s", d->cfg->name,
+			 na_endpoint_str(&r->listen, a, sizeof(a)));
+	return 0;
+}
+
+int daemon_run(struct config *cfg, const struct daemon_opts *opts)
+{
+	struct daemon d = { .cfg = cfg, .sigfd = -1, .exit_status = 1 };
+	int err;
+
+	(void)opts;
+	d.loop = loop_new();
+	if (!d.loop) {
+		log_err("%s: cannot create the event loop: %s", cfg->name, strerror(errno));
+		return 1;
+	}
+	err = open_signals(&d);
+	if (err < 0) {
+		log_err("%s: cannot set up signal handling: %s", cfg->name, strerror(-err));
+		goto out;
+	}
+	if (cfg->rdv.present && start_rendezvous(&d) < 0)
+		goto out;
+	if (!cfg->rdv.present) {
+		log_err("%s: tunnel modes are not part of this build yet; only [Rendezvous] "
+			"hosts (the STUN service) run", cfg->name);
+		goto out;
+	}
+	log_info("%s: ready", cfg->name);
+	err = loop_run(d.loop);
+	if (err < 0)
+		log_err("%s: event loop failed: %s", cfg->name, strerror(-err));
+	d.exit_status = err < 0 ? 1 : 0;
+out:
+	if (d.stun_open) {
+		const struct stunsvc_stats *st = &d.stun.stats;
+		log_info("%s: STUN service answered %llu of %llu requests (%llu errors, %llu dropped)",
+			 cfg->name, (unsigned long long)st->answered,
+			 (unsigned long long)st->received, (unsigned long long)st->errors_sent,
+			 (unsigned long long)st->dropped);
+		stunsvc_close(&d.stun);
+	}
+	if (d.sigfd >= 0)
+		close(d.sigfd);
+	loop_free(d.loop);
+	return d.exit_status;
+}
