@@ -5,5 +5,6 @@
 
 int natctl_genkey(int argc, char **argv);
 int natctl_pubkey(int argc, char **argv);
+int natctl_netcheck(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ static const struct {
 } subcommands[] = {
 	{ "genkey", natctl_genkey, "Generates a new private key and writes it to stdout" },
 	{ "pubkey", natctl_pubkey, "Reads a private key from stdin and writes a public key to stdout" },
+	{ "netcheck", natctl_netcheck, "Finds the public address and how the NAT behaves" },
 };
 
 static void usage(FILE *out)

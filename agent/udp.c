@@ -47,6 +47,26 @@ int udp_local(int fd, struct na_endpoint *ep)
 	return na_endpoint_from_sockaddr(ep, (struct sockaddr *)&ss) ? 0 : -EAFNOSUPPORT;
 }
 
+int udp_route_source(const struct na_endpoint *to, struct na_ip *src)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = na_endpoint_to_sockaddr(to, &ss);
+	struct na_endpoint local;
+	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	/* connect() on UDP only picks the route and source address. */
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0)
+		err = -errno;
+	else
+		err = udp_local(fd, &local);
+	close(fd);
+	if (!err)
+		*src = local.ip;
+	return err;
+}
+
 static void parse_cmsgs(struct msghdr *mh, struct udp_msg *m)
 {
 	m->local.family = 0;

@@ -27,6 +27,8 @@ struct udp_msg {
 int udp_open(const struct na_endpoint *ep, int reuse);
 /* The address and port the socket is bound to. */
 int udp_local(int fd, struct na_endpoint *ep);
+/* The source address the kernel would use toward `to` (no packet is sent). */
+int udp_route_source(const struct na_endpoint *to, struct na_ip *src);
 /* Receives up to n datagrams without blocking; returns the count (0 when
  * none were waiting) or -errno. */
 int udp_recv(int fd, struct udp_msg *msgs, unsigned n);
