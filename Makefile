@@ -34,6 +34,7 @@ AGENT_SRC := $(filter-out $(MAINS),$(wildcard agent/*.c))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
 BPFT_SRC  := $(wildcard tests/bpf/*.c)
+BENCH_SRC := $(wildcard bench/*.c)
 BPF_SRC   := $(wildcard bpf/*.bpf.c)
 HEADERS   := $(wildcard nat/*.h quic/*.h agent/*.h bpf/*.h tests/unit/*.h)
 
@@ -47,6 +48,7 @@ BPF_SKEL := $(patsubst bpf/%.bpf.c,$(B)/%.skel.h,$(BPF_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 BPFT_BIN := $(patsubst tests/bpf/%.c,$(B)/bpftests/%,$(BPFT_SRC))
+BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps test unit demo bench fuzz clean install
 .DELETE_ON_ERROR:
@@ -70,6 +72,11 @@ $(BIN)/natctl: $(call obj,agent/natctl_main.c) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
 $(B)/tests/%: $(call obj,tests/unit/%.c) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+# Benchmark tools (load generators): bench/X.c -> $(B)/bench/X.
+$(B)/bench/%: $(call obj,bench/%.c) $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
@@ -116,7 +123,7 @@ demo: deps
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@bench/run.sh $(B)
 
 PREFIX ?= /usr/local

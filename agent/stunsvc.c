@@ -72,6 +72,8 @@ static int bind_one(struct stunsvc *s, const struct na_endpoint *ep, struct na_e
 		*failed = *ep;
 		return fd;
 	}
+	/* A public STUN service takes bursts from many clients at once. */
+	udp_set_buffers(fd, 4 << 20);
 	s->fds[s->n_socks] = fd;
 	s->locals[s->n_socks] = *ep;
 	s->n_socks++;

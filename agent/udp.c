@@ -37,6 +37,14 @@ int udp_open(const struct na_endpoint *ep, int reuse)
 	return fd;
 }
 
+void udp_set_buffers(int fd, int bytes)
+{
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof(bytes)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+}
+
 int udp_local(int fd, struct na_endpoint *ep)
 {
 	struct sockaddr_storage ss;

@@ -25,6 +25,9 @@ struct udp_msg {
 /* Binds to ep (port 0: the kernel picks). Returns the fd or -errno. With
  * reuse, SO_REUSEADDR so a restarted agent gets its port back at once. */
 int udp_open(const struct na_endpoint *ep, int reuse);
+/* Larger kernel buffers for sockets that take bursts from many senders;
+ * beyond net.core.*mem_max only when privileged (SO_*BUFFORCE). */
+void udp_set_buffers(int fd, int bytes);
 /* The address and port the socket is bound to. */
 int udp_local(int fd, struct na_endpoint *ep);
 /* The source address the kernel would use toward `to` (no packet is sent). */
