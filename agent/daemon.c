@@ -7,6 +7,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/stunsvc.h"
@@ -17,6 +18,8 @@ struct daemon {
 	int sigfd;
 	struct stunsvc stun;
 	bool stun_open;
+	struct agent agent;
+	bool agent_open, peers_open, proxy_open;
 	int exit_status;
 };
 
@@ -84,6 +87,38 @@ static int start_rendezvous(struct daemon *d)
 	return 0;
 }
 
+static int start_tunnel(struct daemon *d)
+{
+	struct config *cfg = d->cfg;
+	int err;
+
+	if (cfg->mode == MODE_TUN || cfg->mode == MODE_WIREGUARD) {
+		log_err("%s: Mode = %s is not part of this build yet; Mode = proxy is", cfg->name,
+			config_mode_name(cfg->mode));
+		return -1;
+	}
+	err = agent_open(&d->agent, cfg, d->loop);
+	if (err < 0)
+		return err;
+	d->agent_open = true;
+	if (peers_open(&d->agent) < 0)
+		return -1;
+	d->peers_open = true;
+	err = proxy_open(&d->agent);
+	d->proxy_open = true;
+	return err;
+}
+
+static void stop_tunnel(struct daemon *d)
+{
+	if (d->proxy_open)
+		proxy_close(&d->agent);
+	if (d->agent_open)
+		agent_close(&d->agent);
+	if (d->peers_open)
+		peers_close(&d->agent);
+}
+
 int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 {
 	struct daemon d = { .cfg = cfg, .sigfd = -1, .exit_status = 1 };
@@ -102,17 +137,15 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 	}
 	if (cfg->rdv.present && start_rendezvous(&d) < 0)
 		goto out;
-	if (!cfg->rdv.present) {
-		log_err("%s: tunnel modes are not part of this build yet; only [Rendezvous] "
-			"hosts (the STUN service) run", cfg->name);
+	if (cfg->has_mode && start_tunnel(&d) < 0)
 		goto out;
-	}
 	log_info("%s: ready", cfg->name);
 	err = loop_run(d.loop);
 	if (err < 0)
 		log_err("%s: event loop failed: %s", cfg->name, strerror(-err));
 	d.exit_status = err < 0 ? 1 : 0;
 out:
+	stop_tunnel(&d);
 	if (d.stun_open) {
 		const struct stunsvc_stats *st = &d.stun.stats;
 		log_info("%s: STUN service answered %llu of %llu requests (%llu errors, %llu dropped)",

@@ -142,57 +142,97 @@ int udp_recv(int fd, struct udp_msg *msgs, unsigned n)
 	return got;
 }
 
-int udp_send(int fd, const void *buf, size_t len, const struct na_endpoint *to,
-	     const struct na_ip *src, uint8_t tos)
+/* Control storage for one outgoing datagram: source address and TOS. */
+union udp_cbuf {
+	char buf[CMSG_SPACE_ALL];
+	struct cmsghdr align;
+};
+
+/* Fills mh for one datagram; its storage (ss, iov, cbuf) is the caller's. */
+static void fill_msghdr(struct msghdr *mh, struct sockaddr_storage *ss, struct iovec *iov,
+			union udp_cbuf *cbuf, const struct udp_out *o)
 {
-	struct sockaddr_storage ss;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	union {
-		char buf[CMSG_SPACE_ALL];
-		struct cmsghdr align;
-	} cbuf;
-	struct msghdr mh = {
-		.msg_name = &ss,
-		.msg_namelen = na_endpoint_to_sockaddr(to, &ss),
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-	};
 	size_t clen = 0;
 	struct cmsghdr *c;
 
-	memset(&cbuf, 0, sizeof(cbuf));
-	mh.msg_control = cbuf.buf;
-	mh.msg_controllen = sizeof(cbuf.buf);
-	c = CMSG_FIRSTHDR(&mh);
-	if (src && src->family == AF_INET && to->ip.family == AF_INET) {
+	iov->iov_base = (void *)o->buf;
+	iov->iov_len = o->len;
+	memset(mh, 0, sizeof(*mh));
+	memset(cbuf, 0, sizeof(*cbuf));
+	mh->msg_name = ss;
+	mh->msg_namelen = na_endpoint_to_sockaddr(&o->to, ss);
+	mh->msg_iov = iov;
+	mh->msg_iovlen = 1;
+	mh->msg_control = cbuf->buf;
+	mh->msg_controllen = sizeof(cbuf->buf);
+	c = CMSG_FIRSTHDR(mh);
+	if (o->src.family == AF_INET && o->to.ip.family == AF_INET) {
 		struct in_pktinfo pi = { 0 };
-		memcpy(&pi.ipi_spec_dst, src->v4, 4);
+		memcpy(&pi.ipi_spec_dst, o->src.v4, 4);
 		c->cmsg_level = IPPROTO_IP;
 		c->cmsg_type = IP_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
 		clen += CMSG_SPACE(sizeof(pi));
-		c = CMSG_NXTHDR(&mh, c);
-	} else if (src && src->family == AF_INET6 && to->ip.family == AF_INET6) {
+		c = CMSG_NXTHDR(mh, c);
+	} else if (o->src.family == AF_INET6 && o->to.ip.family == AF_INET6) {
 		struct in6_pktinfo pi = { 0 };
-		memcpy(&pi.ipi6_addr, src->v6, 16);
+		memcpy(&pi.ipi6_addr, o->src.v6, 16);
 		c->cmsg_level = IPPROTO_IPV6;
 		c->cmsg_type = IPV6_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
 		clen += CMSG_SPACE(sizeof(pi));
-		c = CMSG_NXTHDR(&mh, c);
+		c = CMSG_NXTHDR(mh, c);
 	}
-	if (tos) {
-		int v = tos;
-		c->cmsg_level = to->ip.family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
-		c->cmsg_type = to->ip.family == AF_INET ? IP_TOS : IPV6_TCLASS;
+	if (o->tos) {
+		int v = o->tos;
+		c->cmsg_level = o->to.ip.family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+		c->cmsg_type = o->to.ip.family == AF_INET ? IP_TOS : IPV6_TCLASS;
 		c->cmsg_len = CMSG_LEN(sizeof(v));
 		memcpy(CMSG_DATA(c), &v, sizeof(v));
 		clen += CMSG_SPACE(sizeof(v));
 	}
-	mh.msg_controllen = clen;
+	mh->msg_controllen = clen;
 	if (!clen)
-		mh.msg_control = NULL;
+		mh->msg_control = NULL;
+}
+
+int udp_send(int fd, const void *buf, size_t len, const struct na_endpoint *to,
+	     const struct na_ip *src, uint8_t tos)
+{
+	struct udp_out o = { .buf = buf, .len = len, .to = *to, .tos = tos };
+	struct sockaddr_storage ss;
+	struct iovec iov;
+	union udp_cbuf cbuf;
+	struct msghdr mh;
+
+	if (src)
+		o.src = *src;
+	fill_msghdr(&mh, &ss, &iov, &cbuf, &o);
 	return sendmsg(fd, &mh, 0) < 0 ? -errno : 0;
+}
+
+int udp_send_batch(int fd, const struct udp_out *out, unsigned n)
+{
+	struct mmsghdr mm[UDP_BATCH];
+	struct sockaddr_storage ss[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	union udp_cbuf cbuf[UDP_BATCH];
+	unsigned done = 0;
+
+	while (done < n) {
+		unsigned k = n - done > UDP_BATCH ? UDP_BATCH : n - done;
+		for (unsigned i = 0; i < k; i++) {
+			fill_msghdr(&mm[i].msg_hdr, &ss[i], &iov[i], &cbuf[i], &out[done + i]);
+			mm[i].msg_len = 0;
+		}
+		int r = sendmmsg(fd, mm, k, 0);
+		if (r <= 0)
+			break;
+		done += (unsigned)r;
+		if ((unsigned)r < k)
+			break;
+	}
+	return (int)done;
 }

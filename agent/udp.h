@@ -40,4 +40,17 @@ int udp_recv(int fd, struct udp_msg *msgs, unsigned n);
 int udp_send(int fd, const void *buf, size_t len, const struct na_endpoint *to,
 	     const struct na_ip *src, uint8_t tos);
 
+/* One datagram of a batch for udp_send_batch. */
+struct udp_out {
+	const void *buf;
+	size_t len;
+	struct na_endpoint to;
+	struct na_ip src; /* family 0: the kernel's choice */
+	uint8_t tos;
+};
+
+/* Sends n datagrams with as few system calls as sendmmsg allows. Returns how
+ * many were sent (the rest: the socket buffer is full, or an error). */
+int udp_send_batch(int fd, const struct udp_out *out, unsigned n);
+
 #endif

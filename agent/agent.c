@@ -1,0 +1,359 @@
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "agent/udp.h"
+#include "quic/dgram.h"
+
+#define RX_BATCH 64
+#define TX_BATCH 64
+
+/* One agent per process and a single-threaded loop: the packet buffers are
+ * static, allocated once, never per packet. */
+static uint8_t rx_bufs[RX_BATCH][2048];
+static uint8_t tx_bufs[TX_BATCH][QUIC_MAX_PKT];
+static uint8_t reply_buf[QUIC_MAX_PKT];
+
+static void path_to_endpoints(const struct quic_path *p, struct na_endpoint *local,
+			      struct na_endpoint *remote)
+{
+	na_endpoint_from_sockaddr(local, (const struct sockaddr *)&p->local);
+	na_endpoint_from_sockaddr(remote, (const struct sockaddr *)&p->remote);
+}
+
+static int fd_for(struct agent *a, int family)
+{
+	return a->socks[family == AF_INET6 ? 1 : 0].fd;
+}
+
+static void on_timer(void *arg, uint64_t now)
+{
+	struct conn *c = arg;
+
+	quic_session_handle_expiry(c->s, now);
+	agent_flush(c);
+}
+
+static void unlink_conn(struct agent *a, struct conn *c)
+{
+	for (struct conn **pp = &a->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			return;
+		}
+	}
+}
+
+void agent_flush(struct conn *c)
+{
+	struct agent *a = c->a;
+	struct udp_out out[TX_BATCH];
+	uint64_t now = loop_now();
+	unsigned n = 0;
+	int family = AF_INET;
+
+	c->dirty = false;
+	for (;;) {
+		struct quic_tx tx;
+		ssize_t len = quic_session_write(c->s, tx_bufs[n], QUIC_MAX_PKT, &tx, now);
+		struct na_endpoint local;
+
+		if (len <= 0)
+			break;
+		path_to_endpoints(&tx.path, &local, &out[n].to);
+		/* A batch goes out on one socket: flush when the family changes. */
+		if (n && local.ip.family != family) {
+			udp_send_batch(fd_for(a, family), out, n);
+			memcpy(tx_bufs[0], tx_bufs[n], (size_t)len);
+			out[0].to = out[n].to;
+			n = 0;
+		}
+		family = local.ip.family;
+		out[n].buf = tx_bufs[n];
+		out[n].len = (size_t)len;
+		out[n].src = local.ip;
+		out[n].tos = tx.ecn;
+		if (++n == TX_BATCH) {
+			udp_send_batch(fd_for(a, family), out, n);
+			n = 0;
+		}
+	}
+	if (n)
+		udp_send_batch(fd_for(a, family), out, n);
+	if (quic_session_is_dead(c->s)) {
+		loop_timer_cancel(a->loop, &c->timer);
+		conn_dead(c);
+		unlink_conn(a, c);
+		quic_session_free(c->s);
+		free(c);
+		return;
+	}
+	loop_timer_set(a->loop, &c->timer, quic_session_expiry(c->s));
+}
+
+void agent_flush_dirty(struct agent *a)
+{
+	struct conn *c = a->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c->dirty)
+			agent_flush(c);
+	}
+}
+
+void agent_conn_adopt(struct agent *a, struct conn *c)
+{
+	c->a = a;
+	loop_timer_init(&c->timer, on_timer, c);
+	c->next = a->conns;
+	a->conns = c;
+}
+
+static struct conn *conn_new(struct agent *a, struct quic_session *s)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->s = s;
+	c->created = loop_now();
+	agent_conn_adopt(a, c);
+	return c;
+}
+
+bool agent_path(struct agent *a, const struct na_endpoint *remote, struct quic_path *path)
+{
+	struct na_endpoint local = { .port = a->port };
+
+	if (fd_for(a, remote->ip.family) < 0 || udp_route_source(remote, &local.ip) < 0)
+		return false;
+	na_endpoint_to_sockaddr(&local, &path->local);
+	na_endpoint_to_sockaddr(remote, &path->remote);
+	return true;
+}
+
+/* ---- QUIC callbacks: they only queue; the turn's end flushes ---- */
+
+static void on_up(struct quic_session *s)
+{
+	conn_up(quic_session_user(s));
+}
+
+static void on_datagram(struct quic_session *s, const uint8_t *data, size_t len)
+{
+	struct conn *c = quic_session_user(s);
+	struct peer *p = c ? c->peer : NULL;
+	const uint8_t *payload;
+	uint64_t ctx;
+	size_t plen;
+
+	if (!p)
+		return;
+	if (!quic_dgram_decode(data, len, &ctx, &payload, &plen)) {
+		p->st.drop_bad++;
+		return;
+	}
+	if (ctx == 1 && p->proxy_fd >= 0) {
+		proxy_deliver(p, payload, plen);
+		return;
+	}
+	p->st.drop_bad++;
+}
+
+static void on_path(struct quic_session *s, enum quic_path_event ev, const struct quic_path *path)
+{
+	struct conn *c = quic_session_user(s);
+	struct na_endpoint local, remote;
+	char l[NA_ENDPOINT_STRLEN], r[NA_ENDPOINT_STRLEN];
+
+	path_to_endpoints(path, &local, &remote);
+	log_info("%s: peer %s: path %s -> %s %s", c->a->cfg->name, c->peer ? c->peer->name : "?",
+		 na_endpoint_str(&local, l, sizeof(l)), na_endpoint_str(&remote, r, sizeof(r)),
+		 ev == QUIC_PATH_VALIDATED ? "validated" : ev == QUIC_PATH_FAILED ? "failed" : "in use");
+}
+
+static const struct quic_session_ops ops = {
+	.up = on_up,
+	.datagram = on_datagram,
+	.path = on_path,
+};
+
+static bool accept_key(void *arg, const uint8_t key[QUIC_KEY_LEN])
+{
+	return peer_by_key(arg, key) != NULL;
+}
+
+/* ---- the shared sockets ---- */
+
+static void input_quic(struct agent *a, struct udp_msg *m)
+{
+	struct na_endpoint local = { .ip = m->local, .port = a->port };
+	struct quic_session *s = NULL;
+	struct quic_path path;
+	size_t outlen = 0;
+	struct conn *c;
+
+	na_endpoint_to_sockaddr(&local, &path.local);
+	na_endpoint_to_sockaddr(&m->from, &path.remote);
+	switch (quic_demux_input(a->demux, m->buf, m->len, &path, m->tos & 3, loop_now(), &s,
+				 reply_buf, sizeof(reply_buf), &outlen)) {
+	case QUIC_DEMUX_ACCEPTED:
+		c = conn_new(a, s);
+		if (!c) {
+			quic_session_free(s);
+			return;
+		}
+		quic_session_set_user(s, c);
+		c->dirty = true;
+		break;
+	case QUIC_DEMUX_SESSION:
+		c = quic_session_user(s);
+		if (c)
+			c->dirty = true;
+		break;
+	case QUIC_DEMUX_REPLY:
+		udp_send(fd_for(a, m->from.ip.family), reply_buf, outlen, &m->from, &m->local, 0);
+		break;
+	case QUIC_DEMUX_DROP:
+		break;
+	}
+}
+
+static void on_readable(void *arg, uint32_t events)
+{
+	struct agent_sock *sock = arg;
+	struct agent *a = sock->a;
+	struct udp_msg msgs[RX_BATCH];
+
+	(void)events;
+	for (unsigned i = 0; i < RX_BATCH; i++)
+		msgs[i] = (struct udp_msg){ .buf = rx_bufs[i], .cap = sizeof(rx_bufs[i]) };
+	/* Bounded: after a few batches the rest of the loop gets its turn. */
+	for (int round = 0; round < 4; round++) {
+		int n = udp_recv(sock->fd, msgs, RX_BATCH);
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (!msgs[i].len)
+				continue;
+			if (quic_demux_classify(msgs[i].buf, msgs[i].len) == QUIC_CLASS_QUIC)
+				input_quic(a, &msgs[i]);
+		}
+		agent_flush_dirty(a);
+	}
+}
+
+static int open_socket(struct agent *a, int idx, int family)
+{
+	struct na_endpoint ep = { .ip.family = (uint8_t)family, .port = a->port };
+	struct agent_sock *sock = &a->socks[idx];
+	int fd = udp_open(&ep, 1), err;
+
+	if (fd < 0)
+		return fd;
+	udp_set_buffers(fd, 4 << 20);
+	if (!a->port) {
+		/* Port 0: the kernel picked one; the other family shares it. */
+		udp_local(fd, &ep);
+		a->port = ep.port;
+	}
+	sock->a = a;
+	sock->fd = fd;
+	err = loop_add_fd(a->loop, fd, EPOLLIN, on_readable, sock);
+	if (err < 0) {
+		close(fd);
+		sock->fd = -1;
+	}
+	return err;
+}
+
+int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
+{
+	const char *why = NULL;
+	int err;
+
+	memset(a, 0, sizeof(*a));
+	a->cfg = cfg;
+	a->loop = loop;
+	a->socks[0].fd = a->socks[1].fd = -1;
+	a->port = cfg->listen_port;
+	err = quic_tls_cred_new(&a->cred, cfg->private_key, cfg->public_key, &why);
+	if (err) {
+		log_err("%s: cannot load the private key into TLS: %s", cfg->name, why ? why : "?");
+		return -EINVAL;
+	}
+	quic_tls_reset_secret(a->qcfg.reset_secret, cfg->private_key);
+	a->qcfg.cred = a->cred;
+	a->qcfg.accept_key = accept_key;
+	a->qcfg.accept_arg = a;
+	a->qcfg.ops = &ops;
+	a->qcfg.idle_timeout = (uint64_t)cfg->idle_timeout * 1000000000ull;
+	a->qcfg.keepalive = (uint64_t)CONFIG_DEFAULT_KEEPALIVE * 1000000000ull;
+	for (unsigned i = 0; i < cfg->n_peers; i++) {
+		const struct config_peer *cp = &cfg->peers[i];
+		uint64_t k = (uint64_t)cp->persistent_keepalive * 1000000000ull;
+		/* One endpoint-wide keepalive: the shortest any peer asks for. */
+		if (cp->has_persistent_keepalive && k && k < a->qcfg.keepalive)
+			a->qcfg.keepalive = k;
+	}
+	/* Keepalives must come before the idle timeout declares the path dead. */
+	if (a->qcfg.keepalive >= a->qcfg.idle_timeout)
+		a->qcfg.keepalive = a->qcfg.idle_timeout / 3;
+	a->demux = quic_demux_new(&a->qcfg, 1024);
+	if (!a->demux) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = open_socket(a, 0, AF_INET);
+	if (err < 0) {
+		log_err("%s: cannot listen on UDP port %u: %s", cfg->name, cfg->listen_port,
+			strerror(-err));
+		goto fail;
+	}
+	/* IPv6 is a bonus: a host without it still runs on IPv4. */
+	if (open_socket(a, 1, AF_INET6) < 0)
+		log_warn("%s: no IPv6 socket on port %u; IPv4 only", cfg->name, a->port);
+	log_info("%s: listening on UDP port %u", cfg->name, a->port);
+	return 0;
+fail:
+	agent_close(a);
+	return err;
+}
+
+void agent_close(struct agent *a)
+{
+	struct conn *c;
+
+	/* Tell every peer we are going, then give the packets a chance. */
+	for (c = a->conns; c; c = c->next)
+		quic_session_close(c->s, 0, "shutting down");
+	for (c = a->conns; c; c = c->next)
+		c->dirty = true;
+	if (a->conns)
+		agent_flush_dirty(a);
+	while ((c = a->conns)) {
+		a->conns = c->next;
+		loop_timer_cancel(a->loop, &c->timer);
+		quic_session_free(c->s);
+		free(c);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (a->socks[i].fd >= 0) {
+			loop_del_fd(a->loop, a->socks[i].fd);
+			close(a->socks[i].fd);
+			a->socks[i].fd = -1;
+		}
+	}
+	if (a->demux)
+		quic_demux_free(a->demux);
+	a->demux = NULL;
+	if (a->cred)
+		quic_tls_cred_free(a->cred);
+	a->cred = NULL;
+}

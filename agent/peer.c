@@ -1,0 +1,232 @@
+/* Peers and their sessions.
+ *
+ * Who dials: a peer with a known Endpoint is dialed by the side whose public
+ * key is smaller; the other side waits DIAL_FALLBACK for it and then dials
+ * too (the smaller side may not know our address). If both sessions come up,
+ * both sides keep the one whose client has the smaller key, so they agree
+ * without talking; between two sessions with the same client, the newer
+ * wins (the peer restarted).
+ *
+ * Timers, per peer:
+ *   dial_timer   first dial (now, or DIAL_FALLBACK for the larger key), then
+ *                redial after a session dies: at once if the peer restarted
+ *                (stateless reset), else after a backoff from BACKOFF_MIN
+ *                doubling to BACKOFF_MAX, reset when a session comes up.
+ * Timers per session live in the session (see quic/session.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/log.h"
+#include "quic/dgram.h"
+
+#define DIAL_FALLBACK (3000000000ull)
+#define BACKOFF_MIN   (500000000ull)
+#define BACKOFF_MAX   (16000000000ull)
+
+struct peer *peer_by_key(struct agent *a, const uint8_t key[KEY_LEN])
+{
+	for (unsigned i = 0; i < a->n_peers; i++)
+		if (!memcmp(a->peers[i].cfg->public_key, key, KEY_LEN))
+			return &a->peers[i];
+	return NULL;
+}
+
+static bool we_dial_first(const struct peer *p)
+{
+	return memcmp(p->a->cfg->public_key, p->cfg->public_key, KEY_LEN) < 0;
+}
+
+/* The public key of the session's client side. */
+static const uint8_t *client_key(const struct conn *c)
+{
+	return quic_session_is_server(c->s) ? quic_session_peer_key(c->s) : c->a->cfg->public_key;
+}
+
+static void schedule_dial(struct peer *p, uint64_t delay)
+{
+	if (!p->cfg->has_endpoint)
+		return; /* nowhere to dial: wait to be dialed */
+	loop_timer_set(p->a->loop, &p->dial_timer, loop_now() + delay);
+}
+
+static void dial(struct peer *p)
+{
+	struct agent *a = p->a;
+	char ep[NA_ENDPOINT_STRLEN];
+	struct quic_path path;
+	struct conn *c;
+	int err = 0;
+
+	if (p->conn)
+		return;
+	na_endpoint_str(&p->cfg->endpoint, ep, sizeof(ep));
+	if (!agent_path(a, &p->cfg->endpoint, &path)) {
+		log_warn("%s: peer %s: no route to %s; retrying", a->cfg->name, p->name, ep);
+		goto retry;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto retry;
+	c->a = a;
+	c->peer = p;
+	c->created = loop_now();
+	c->s = quic_session_client_new(&a->qcfg, a->demux, &path, p->cfg->public_key, c,
+				       c->created, &err);
+	if (!c->s) {
+		log_err("%s: peer %s: cannot start a session: %s", a->cfg->name, p->name,
+			quic_strerror(err));
+		free(c);
+		goto retry;
+	}
+	agent_conn_adopt(a, c);
+	p->conn = c;
+	log_debug("%s: peer %s: dialing %s", a->cfg->name, p->name, ep);
+	agent_flush(c);
+	return;
+retry:
+	p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_MIN;
+	if (p->backoff > BACKOFF_MAX)
+		p->backoff = BACKOFF_MAX;
+	schedule_dial(p, p->backoff);
+}
+
+static void on_dial_timer(void *arg, uint64_t now)
+{
+	(void)now;
+	dial(arg);
+}
+
+/* Which of two live sessions to one peer both sides keep. */
+static bool keep_new(const struct conn *old, const struct conn *new)
+{
+	int cmp;
+
+	if (!quic_session_is_up(old->s))
+		return true;
+	cmp = memcmp(client_key(new), client_key(old), KEY_LEN);
+	return cmp < 0 || (cmp == 0 && new->created > old->created);
+}
+
+void conn_up(struct conn *c)
+{
+	struct agent *a = c->a;
+	const uint8_t *key = quic_session_peer_key(c->s);
+	struct peer *p = key ? peer_by_key(a, key) : NULL;
+	struct conn *loser = NULL;
+	struct na_endpoint remote;
+
+	if (!p) {
+		quic_session_close(c->s, 0, "unknown peer");
+		c->dirty = true;
+		return;
+	}
+	c->peer = p;
+	if (p->conn && p->conn != c) {
+		if (keep_new(p->conn, c)) {
+			loser = p->conn;
+			p->conn = c;
+		} else {
+			loser = c;
+		}
+		loser->peer = NULL;
+		quic_session_close(loser->s, 0, "replaced by another session");
+		loser->dirty = true;
+		if (loser == c)
+			return;
+	}
+	p->conn = c;
+	p->backoff = 0;
+	p->up_since = loop_now();
+	loop_timer_cancel(a->loop, &p->dial_timer);
+	na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&quic_session_path(c->s)->remote);
+	char r[NA_ENDPOINT_STRLEN];
+	log_info("%s: peer %s: session up (%s) with %s", a->cfg->name, p->name,
+		 quic_session_is_server(c->s) ? "they dialed" : "we dialed",
+		 na_endpoint_str(&remote, r, sizeof(r)));
+}
+
+void conn_dead(struct conn *c)
+{
+	struct peer *p = c->peer;
+	const char *why = quic_session_reason(c->s);
+
+	if (!p) {
+		log_debug("%s: session ended: %s", c->a->cfg->name, *why ? why : "closed");
+		return;
+	}
+	if (p->conn == c)
+		p->conn = NULL;
+	log_info("%s: peer %s: session ended: %s", c->a->cfg->name, p->name, *why ? why : "closed");
+	if (p->conn)
+		return;
+	if (strstr(why, "stateless reset"))
+		p->backoff = 0; /* the peer restarted: it is there, dial now */
+	else
+		p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_MIN;
+	if (p->backoff > BACKOFF_MAX)
+		p->backoff = BACKOFF_MAX;
+	schedule_dial(p, p->backoff);
+}
+
+bool peer_send(struct peer *p, uint64_t ctx, const uint8_t *data, size_t len)
+{
+	uint8_t hdr[QUIC_VARINT_MAXLEN];
+	struct iovec iov[2];
+	int rc;
+
+	if (!p->conn || !quic_session_is_up(p->conn->s)) {
+		p->st.drop_down++;
+		return false;
+	}
+	iov[0] = (struct iovec){ hdr, quic_dgram_encode_hdr(hdr, sizeof(hdr), ctx) };
+	iov[1] = (struct iovec){ (void *)data, len };
+	rc = quic_session_send_datagram(p->conn->s, iov, 2);
+	if (rc == QUIC_ERR_DGRAM_TOO_BIG) {
+		p->st.drop_too_big++;
+		return false;
+	}
+	if (rc < 0) {
+		p->st.drop_full++;
+		return false;
+	}
+	p->st.tx_dgrams++;
+	p->st.tx_bytes += len;
+	p->conn->dirty = true;
+	return true;
+}
+
+int peers_open(struct agent *a)
+{
+	const struct config *cfg = a->cfg;
+
+	if (!cfg->n_peers)
+		return 0;
+	a->peers = calloc(cfg->n_peers, sizeof(*a->peers));
+	if (!a->peers)
+		return -1;
+	a->n_peers = cfg->n_peers;
+	for (unsigned i = 0; i < cfg->n_peers; i++) {
+		struct peer *p = &a->peers[i];
+		char b64[KEY_B64_LEN];
+
+		p->a = a;
+		p->cfg = &cfg->peers[i];
+		p->proxy_fd = -1;
+		key_to_base64(b64, p->cfg->public_key);
+		snprintf(p->name, sizeof(p->name), "%.8s", b64);
+		loop_timer_init(&p->dial_timer, on_dial_timer, p);
+		schedule_dial(p, we_dial_first(p) ? 0 : DIAL_FALLBACK);
+	}
+	return 0;
+}
+
+void peers_close(struct agent *a)
+{
+	for (unsigned i = 0; i < a->n_peers; i++)
+		loop_timer_cancel(a->loop, &a->peers[i].dial_timer);
+	free(a->peers);
+	a->peers = NULL;
+	a->n_peers = 0;
+}
