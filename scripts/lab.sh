@@ -1,0 +1,598 @@
+# shellcheck shell=bash
+# natagent's network-namespace lab: a simulated internet, servers on it, and home
+# sites behind NAT routers of each behaviour. Sourced by tests, never run:
+#
+#   . scripts/lab.sh
+#   trap lab_cleanup EXIT; trap 'lab_cleanup; exit 130' INT; trap 'lab_cleanup; exit 143' TERM
+#   lab_internet
+#   lab_server stun 198.18.0.10 198.18.0.11
+#   lab_site a eim
+#   lab_exec a ping -c1 198.18.0.10
+#
+# Topology (N = the site's index, 1, 2, ... in creation order):
+#
+#   [server]eth0 --- v<M>[inet: br0]s<N> --- wan[<site>-gw]lan --- eth0[<site>]
+#   198.18.x.y/15            bridge          198.18.N.1   10.N.0.1    10.N.0.2
+#
+#   public site:  gw lan 198.19.N.1/24, host 198.19.N.2; the gw answers ARP for it
+#                 on the bridge (proxy ARP) and routes without NAT.
+#   cgnat site:   s<N> --- wan[<site>-cgn]lan --- wan[<site>-gw]lan --- eth0[<site>]
+#                        198.18.N.1  100.64.N.1  100.64.N.2  10.N.0.1     10.N.0.2
+#
+# Logical names (what every function takes): the internet is "inet", a server is
+# its NAME, a site's LAN host is the site NAME, its router NAME-gw and, for cgnat,
+# the carrier router NAME-cgn. Real namespace names carry a per-run random suffix
+# (lab_ns prints them), so parallel or leftover runs never collide. Every
+# interface lives inside a lab namespace; nothing is created in the caller's.
+# Server addresses are the caller's choice; keep them in 198.18.0.0/24, which no
+# site uses.
+#
+# NAT kinds (lab_site, lab_set_nat); how each is built is told at _lab_nat_ruleset:
+#   public     no NAT, the host has an internet address            (stun: Open)
+#   eim        endpoint-independent mapping and filtering, "full cone"
+#   addr       endpoint-independent mapping, address-dependent filtering
+#   port       Linux masquerade: EIM, address-and-port-dependent filtering
+#   symmetric  masquerade random: a new external port per destination
+#   cgnat      masquerade behind masquerade (home router kind selectable)
+#
+# API (each function's comment has the details):
+#   lab_internet                      the internet namespace and its bridge
+#   lab_server NAME IP [IP2]          a server on the internet, one or two addresses
+#   lab_site NAME KIND [HOME_KIND]    router(s) + LAN host; KIND below
+#   lab_set_nat ROUTER KIND           change a router's NAT behaviour now
+#   lab_exec NS CMD...                run CMD in a lab namespace
+#   lab_ns NAME                       the real namespace name
+#   lab_spawn NS LOG CMD...           background CMD in NS, killed by lab_cleanup
+#   lab_coturn SERVER [ARGS...]       start coturn (STUN, RFC 5780) on a server
+#   lab_wan_ip SITE / lab_host_ip SITE   the site's public / LAN host address
+#   lab_router SITE / lab_routers SITE   its home router / all its routers
+#   lab_conntrack_timeout NS SECONDS  short UDP conntrack (and mapping) timeouts
+#   lab_flush_conntrack NS            forget all NAT state in NS
+#   lab_loss NS IFACE PERCENT [DIR]   random loss on a link (nftables numgen)
+#   wait_for TIMEOUT CMD...           bounded poll until CMD succeeds
+#   lab_udp_bound NS IP PORT          is a UDP socket bound there (for wait_for)
+#   lab_dump                          everything's addresses, rules, conntrack
+#   lab_cleanup                       remove all this run made (for the traps)
+#
+# The library never calls `set -e` or exits: every function returns non-zero and
+# says why on stderr, so a caller under `set -euo pipefail` stops there, and one
+# without it can test the status. Variables: LAB_VERBOSE=1 logs each step,
+# LAB_KEEP=1 keeps the temp directory (logs) after lab_cleanup, LAB_IPV6=1 leaves
+# IPv6 enabled in the namespaces (no addresses are assigned yet; DAD is off).
+
+[[ -n ${_LAB_SOURCED:-} ]] && return 0
+_LAB_SOURCED=1
+
+LAB_ID=$(mktemp -u XXXXXX)   # the run's suffix, as selftests/net/lib.sh does
+LAB_DIR=                     # temp dir for logs and pid files (lab_internet)
+LAB_LAST_PID=                # PID of the last lab_spawn
+declare -gA LAB_NSMAP=()     # logical name -> real namespace name
+declare -ga LAB_NS_ORDER=()  # real names in creation order (removed in reverse)
+declare -ga LAB_PIDS=()      # processes lab_spawn started
+declare -gA LAB_KIND=()      # site -> kind it was built as
+declare -gA LAB_IDX=()       # site -> N
+declare -gA LAB_NAT=()       # router -> current NAT kind
+declare -gA LAB_SERVER_IPS=() # server -> "ip [ip2]"
+declare -gA LAB_PEER=()      # "ns/ifname" -> "ns/ifname" at the veth's other end
+_LAB_NSITES=0
+_LAB_NSERVERS=0
+_LAB_CLEANED=0
+LAB_NAT_KINDS="public eim addr port symmetric"
+LAB_SITE_KINDS="$LAB_NAT_KINDS cgnat"
+
+_lab_err() { echo "lab: $*" >&2; return 1; }
+_lab_log() { [[ -z ${LAB_VERBOSE:-} ]] || echo "lab: $*" >&2; }
+_lab_in() { local w; for w in $2; do [[ $w == "$1" ]] && return 0; done; return 1; }
+
+# ---------------------------------------------------------------- helpers
+
+# lab_ns NAME: the real namespace name of a logical one.
+lab_ns() {
+	local real=${LAB_NSMAP[${1:-}]:-}
+	[[ -n $real ]] || _lab_err "no namespace '${1:-}' in this lab" || return 1
+	echo "$real"
+}
+
+# lab_exec NS CMD...: run a command in a lab namespace.
+lab_exec() {
+	local ns
+	ns=$(lab_ns "${1:-}") || return 1
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+# wait_for TIMEOUT CMD...: poll CMD until it succeeds or TIMEOUT seconds (may
+# be fractional) pass. The bounded poll replaces fixed sleeps: it returns as soon
+# as the condition holds, and fails if it never does.
+wait_for() {
+	local timeout=$1 whole frac now deadline
+	shift
+	whole=${timeout%%.*}
+	frac=${timeout#"$whole"}; frac=${frac#.}000000; frac=${frac:0:6}
+	now=${EPOCHREALTIME//[!0-9]/}   # microseconds, whatever the locale's point
+	deadline=$((now + ${whole:-0} * 1000000 + 10#$frac))
+	while :; do
+		"$@" && return 0
+		now=${EPOCHREALTIME//[!0-9]/}
+		((now < deadline)) || return 1
+		sleep 0.02
+	done
+}
+
+# lab_spawn NS LOGFILE CMD...: start CMD in the background in NS, output to
+# LOGFILE; the PID lands in LAB_LAST_PID and lab_cleanup kills it. (No command
+# substitution: the PID must be recorded in the caller's shell.)
+lab_spawn() {
+	local ns log=$2
+	ns=$(lab_ns "$1") || return 1
+	shift 2
+	ip netns exec "$ns" "$@" >"$log" 2>&1 </dev/null &
+	LAB_LAST_PID=$!   # ip netns exec execs CMD: this is CMD's PID
+	LAB_PIDS+=("$LAB_LAST_PID")
+	_lab_log "spawned $1 (pid $LAB_LAST_PID) in $ns"
+}
+
+# lab_wan_ip SITE: the address the internet sees for the site's host (its
+# server-reflexive address): the outermost router's WAN, or for a public site
+# the host's own address.
+lab_wan_ip() {
+	local site=${1:-} n
+	n=${LAB_IDX[$site]:-}
+	[[ -n $n ]] || _lab_err "no site '$site'" || return 1
+	if [[ ${LAB_KIND[$site]} == public ]]; then echo "198.19.$n.2"; else echo "198.18.$n.1"; fi
+}
+
+# lab_host_ip SITE: the LAN host's own address.
+lab_host_ip() {
+	local site=${1:-} n
+	n=${LAB_IDX[$site]:-}
+	[[ -n $n ]] || _lab_err "no site '$site'" || return 1
+	if [[ ${LAB_KIND[$site]} == public ]]; then echo "198.19.$n.2"; else echo "10.$n.0.2"; fi
+}
+
+# lab_router SITE: the site's home router (NAME-gw). lab_routers SITE: all of its
+# routers, outermost first (NAME-cgn NAME-gw for cgnat).
+lab_router() {
+	[[ -n ${LAB_IDX[${1:-}]:-} ]] || _lab_err "no site '${1:-}'" || return 1
+	echo "$1-gw"
+}
+lab_routers() {
+	[[ -n ${LAB_IDX[${1:-}]:-} ]] || _lab_err "no site '${1:-}'" || return 1
+	if [[ ${LAB_KIND[$1]} == cgnat ]]; then echo "$1-cgn $1-gw"; else echo "$1-gw"; fi
+}
+
+# ---------------------------------------------------------------- namespaces
+
+# _lab_add_ns NAME ROLE: create a namespace (ROLE router|host) with sane sysctls
+# set before any interface exists, so new interfaces inherit the defaults.
+_lab_add_ns() {
+	local name=$1 role=$2 real="$1-$LAB_ID"
+	[[ $name =~ ^[A-Za-z0-9_.-]{1,40}$ ]] || _lab_err "bad name '$name' (letters, digits, _.-)" || return 1
+	[[ -z ${LAB_NSMAP[$name]:-} ]] || _lab_err "namespace '$name' exists already" || return 1
+	ip netns add "$real" || return 1
+	LAB_NSMAP[$name]=$real
+	LAB_NS_ORDER+=("$real")
+	local fwd=0
+	[[ $role == router ]] && fwd=1
+	# IPv4 settings of a new netns are copied from the caller's namespace: set
+	# every one that matters. rp_filter 2 (loose) drops only unroutable sources.
+	ip netns exec "$real" sysctl -q -w \
+		net.ipv4.ip_forward=$fwd \
+		net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2 \
+		net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0 \
+		net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.default.accept_redirects=0 \
+		>/dev/null || return 1
+	if [[ -n ${LAB_IPV6:-} && ${LAB_IPV6} != 0 ]]; then
+		ip netns exec "$real" sysctl -q -w net.ipv6.conf.default.accept_dad=0 \
+			net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.all.forwarding=$fwd >/dev/null || return 1
+	else
+		# IPv4 only for now: no link-local chatter (MLD, RS) in captures.
+		ip netns exec "$real" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 \
+			net.ipv6.conf.default.disable_ipv6=1 >/dev/null || return 1
+	fi
+	ip -n "$real" link set lo up || return 1
+	_lab_log "namespace $name = $real ($role)"
+}
+
+# _lab_link NS_A IF_A NS_B IF_B: a veth pair between two lab namespaces,
+# created directly inside them, both ends up.
+_lab_link() {
+	local a b
+	a=$(lab_ns "$1") && b=$(lab_ns "$3") || return 1
+	ip -n "$a" link add "$2" type veth peer name "$4" netns "$b" || return 1
+	ip -n "$a" link set "$2" up && ip -n "$b" link set "$4" up || return 1
+	LAB_PEER[$1/$2]="$3/$4"
+	LAB_PEER[$3/$4]="$1/$2"
+}
+
+# _lab_uplink NS IF PORT: link NS to the internet bridge; PORT names the
+# bridge-side end inside inet.
+_lab_uplink() {
+	_lab_link "$1" "$2" inet "$3" || return 1
+	ip -n "$(lab_ns inet)" link set "$3" master br0
+}
+
+# _lab_addr NS IF CIDR...: assign addresses.
+_lab_addr() {
+	local ns dev=$2 a
+	ns=$(lab_ns "$1") || return 1
+	shift 2
+	for a in "$@"; do ip -n "$ns" addr add "$a" dev "$dev" || return 1; done
+}
+
+# _lab_route NS ROUTE...: add a route (ip route syntax).
+_lab_route() {
+	local ns
+	ns=$(lab_ns "$1") || return 1
+	shift
+	ip -n "$ns" route add "$@"
+}
+
+# lab_internet: the "internet" namespace: one bridge that every server and
+# every site's outermost router plugs into, 198.18.0.0/15 on-link everywhere.
+lab_internet() {
+	[[ -z ${LAB_NSMAP[inet]:-} ]] || _lab_err "lab_internet called twice" || return 1
+	LAB_DIR=$(mktemp -d "/tmp/natlab-$LAB_ID.XXXX") || return 1
+	_lab_add_ns inet host || return 1
+	local ns
+	ns=$(lab_ns inet)
+	# STP off (the default) puts ports straight into forwarding: no 30 s wait.
+	ip -n "$ns" link add br0 type bridge stp_state 0 || return 1
+	ip -n "$ns" link set br0 up || return 1
+	# If br_netfilter is loaded, keep bridged frames out of this namespace's IP
+	# hooks: the internet is a plain switch.
+	ip netns exec "$ns" sysctl -q -w net.bridge.bridge-nf-call-iptables=0 \
+		net.bridge.bridge-nf-call-arptables=0 >/dev/null 2>&1 || true
+}
+
+# lab_server NAME IP [IP2]: a host on the internet bridge with one or two
+# addresses (two for an RFC 5780 STUN server: CHANGE-REQUEST answers from the
+# other address).
+lab_server() {
+	local name=${1:-} ip1=${2:-} ip2=${3:-}
+	[[ -n $name && -n $ip1 ]] || _lab_err "usage: lab_server NAME IP [IP2]" || return 1
+	[[ -n ${LAB_NSMAP[inet]:-} ]] || _lab_err "call lab_internet first" || return 1
+	_LAB_NSERVERS=$((_LAB_NSERVERS + 1))
+	_lab_add_ns "$name" host || return 1
+	_lab_uplink "$name" eth0 "v$_LAB_NSERVERS" || return 1
+	_lab_addr "$name" eth0 "$ip1/15" ${ip2:+"$ip2/15"} || return 1
+	LAB_SERVER_IPS[$name]="$ip1${ip2:+ $ip2}"
+}
+
+# lab_site NAME KIND [HOME_KIND]: a router and a LAN host behind it (see the
+# topology above). For KIND cgnat, HOME_KIND is the home router's kind (default
+# port, i.e. masquerade behind masquerade).
+lab_site() {
+	local name=${1:-} kind=${2:-} home=${3:-port}
+	[[ -n $name ]] && _lab_in "$kind" "$LAB_SITE_KINDS" ||
+		_lab_err "usage: lab_site NAME {${LAB_SITE_KINDS// /|}} [HOME_KIND]" || return 1
+	[[ -n ${LAB_NSMAP[inet]:-} ]] || _lab_err "call lab_internet first" || return 1
+	[[ $kind != cgnat ]] || { _lab_in "$home" "$LAB_NAT_KINDS" && [[ $home != public ]]; } ||
+		_lab_err "cgnat: home router kind '$home' must be a NAT kind" || return 1
+	((_LAB_NSITES < 250)) || _lab_err "too many sites" || return 1
+	_LAB_NSITES=$((_LAB_NSITES + 1))
+	local n=$_LAB_NSITES gw="$name-gw" lan_net
+	LAB_IDX[$name]=$n
+	LAB_KIND[$name]=$kind
+	_lab_add_ns "$gw" router && _lab_add_ns "$name" host || return 1
+
+	case $kind in
+	public)
+		# Routed, not NATed: the LAN is a public /24 inside the lab's /15. Other
+		# hosts on the bridge take 198.19.N.2 as on-link and ARP for it; proxy
+		# ARP on the gw's WAN answers, because the gw routes it via its LAN.
+		_lab_uplink "$gw" wan "s$n" && _lab_addr "$gw" wan "198.18.$n.1/15" || return 1
+		lab_exec "$gw" sysctl -q -w net.ipv4.conf.wan.proxy_arp=1 >/dev/null || return 1
+		lan_net="198.19.$n"
+		;;
+	cgnat)
+		# The carrier router owns the internet address; the home router's WAN
+		# is in the shared address space 100.64.0.0/10.
+		local cgn="$name-cgn"
+		_lab_add_ns "$cgn" router || return 1
+		_lab_uplink "$cgn" wan "s$n" && _lab_addr "$cgn" wan "198.18.$n.1/15" || return 1
+		_lab_link "$cgn" lan "$gw" wan || return 1
+		_lab_addr "$cgn" lan "100.64.$n.1/24" && _lab_addr "$gw" wan "100.64.$n.2/24" || return 1
+		_lab_route "$gw" default via "100.64.$n.1" || return 1
+		lan_net="10.$n.0"
+		;;
+	*)
+		_lab_uplink "$gw" wan "s$n" && _lab_addr "$gw" wan "198.18.$n.1/15" || return 1
+		lan_net="10.$n.0"
+		;;
+	esac
+	_lab_link "$gw" lan "$name" eth0 || return 1
+	_lab_addr "$gw" lan "$lan_net.1/24" && _lab_addr "$name" eth0 "$lan_net.2/24" || return 1
+	_lab_route "$name" default via "$lan_net.1" || return 1
+
+	if [[ $kind == cgnat ]]; then
+		lab_set_nat "$name-cgn" port && lab_set_nat "$gw" "$home"
+	else
+		lab_set_nat "$gw" "$kind"
+	fi
+}
+
+# ---------------------------------------------------------------- NAT
+
+# _lab_map_timeout NS: how long an eim/addr mapping lives without outbound
+# traffic: the longer of the namespace's two UDP conntrack timeouts, so a
+# mapping never dies before the flows that use it.
+_lab_map_timeout() {
+	local a b
+	a=$(lab_exec "$1" sysctl -n net.netfilter.nf_conntrack_udp_timeout) &&
+		b=$(lab_exec "$1" sysctl -n net.netfilter.nf_conntrack_udp_timeout_stream) || return 1
+	echo $((a > b ? a : b))
+}
+
+# _lab_track_rules KIND TIMEOUT: the rules of chain `track` (one per line),
+# which record mappings for eim and addr. They run in postrouting just after
+# SNAT (priority srcnat + 1), when conntrack's reply tuple already holds the
+# external port the NAT chose, so the maps are right even when masquerade could
+# not preserve the port. Outbound packets of a flow the host started are
+# direction original; replies of a flow let in from outside are direction reply.
+_lab_track_rules() {
+	local kind=$1 t=$2
+	local out='oifname "wan" meta l4proto udp ct direction original'
+	local back='oifname "wan" meta l4proto udp ct direction reply'
+	case $kind in
+	eim|addr)
+		# external port -> internal address . port
+		echo "$out update @eim_map { ct reply proto-dst timeout ${t}s : ct original ip saddr . ct original proto-src }"
+		echo "$back update @eim_map { ct original proto-dst timeout ${t}s : ct reply ip saddr . ct reply proto-src }"
+		;;&
+	addr)
+		# (external port, remote address) pairs the host has sent to
+		echo "$out update @addr_ok { ct reply proto-dst . ct reply ip saddr timeout ${t}s }"
+		echo "$back update @addr_ok { ct original proto-dst . ct original ip saddr timeout ${t}s }"
+		;;
+	esac
+}
+
+# _lab_nat_ruleset KIND TIMEOUT: the nft script that gives a router (WAN "wan",
+# LAN "lan") its behaviour, as one atomic transaction replacing table
+# ip lab_nat. How each kind is built, and why:
+#
+# All NAT kinds share:
+#   - a guard on the router's own input: new TCP/UDP from the WAN is dropped
+#     unless a local socket waits for it (miniupnpd, its STUN check). Real
+#     routers do that; it also matters here: an unsolicited packet (a peer's
+#     punch arriving first) that reached the router's input would leave a
+#     confirmed conntrack entry peer -> WAN:port, and masquerade would then pick
+#     another port for the host's next packet to that peer (a tuple clash),
+#     making every NAT look symmetric during hole punching.
+#   - a guard on forwarding: the internet reaches the LAN only by replies to
+#     flows the LAN started (established/related) or through the eim DNAT (ct
+#     status dnat); even a host that routes 10.N.0.0/24 at the router gets nothing.
+#   - masquerade on the WAN. Linux NAT keeps the source port when that gives a
+#     unique tuple, and uniqueness is per 5-tuple, so one internal ip:port keeps
+#     one external port whatever the destination: endpoint-independent mapping.
+#
+# port       masquerade alone. Inbound packets pass only if conntrack knows the
+#            exact remote ip:port: address-and-port-dependent filtering.
+# symmetric  masquerade random: the port is drawn from a hash of the tuple
+#            including the destination, so each destination gets a new port.
+# eim        masquerade plus the map eim_map {external port : internal ip .
+#            port}, filled by the host's outbound UDP (chain track), and a DNAT
+#            in prerouting of any new inbound UDP to a port found in it: anyone
+#            may send to a mapping, "full cone". Entries live TIMEOUT seconds
+#            after the last outbound packet. TCP behaves as port.
+# addr       eim's map plus the set addr_ok {external port . remote ip} filled
+#            by the same outbound packets; the DNAT applies only to a packet
+#            whose (dport, saddr) is in addr_ok: any port of an address the host
+#            has sent to from that mapping, "address-restricted cone".
+# public     no table at all: plain routing, no filter.
+_lab_nat_ruleset() {
+	local kind=$1 t=$2 masq=masquerade
+	[[ $kind == symmetric ]] && masq="masquerade random"
+	echo "table ip lab_nat"          # create-then-delete: works whether or not
+	echo "delete table ip lab_nat"   # it exists, in the same transaction
+	[[ $kind == public ]] && return 0
+	cat <<EOF
+table ip lab_nat {
+	map eim_map {
+		typeof udp dport : ip daddr . udp dport
+		flags dynamic, timeout
+	}
+	set addr_ok {
+		typeof udp dport . ip saddr
+		flags dynamic, timeout
+	}
+	chain guard_input {
+		type filter hook input priority filter; policy accept;
+		iifname "wan" ct state new meta l4proto { tcp, udp } socket wildcard { 0, 1 } accept
+		iifname "wan" ct state new meta l4proto { tcp, udp } drop
+	}
+	chain guard_forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "wan" oifname "lan" ct state established,related accept
+		iifname "wan" oifname "lan" ct status dnat accept
+		iifname "wan" oifname "lan" drop
+	}
+	chain nat_out {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" $masq
+	}
+	chain nat_in {
+		type nat hook prerouting priority dstnat; policy accept;
+EOF
+	case $kind in
+	eim) echo '		iifname "wan" dnat ip to udp dport map @eim_map' ;;
+	addr) echo '		iifname "wan" udp dport . ip saddr @addr_ok dnat ip to udp dport map @eim_map' ;;
+	esac
+	cat <<EOF
+	}
+	chain track {
+		type filter hook postrouting priority srcnat + 1; policy accept;
+$(_lab_track_rules "$kind" "$t" | sed 's/^/\t\t/')
+	}
+}
+EOF
+}
+
+# lab_set_nat ROUTER KIND: give a router (NAME-gw, NAME-cgn, or a site NAME for
+# its gw) a NAT kind, now, atomically. Flows already in conntrack keep the NAT
+# they had; lab_flush_conntrack makes the change apply to them too. KIND public
+# only routes: right for a public site (e.g. back from a NAT kind), but a LAN on
+# 10.N/24 is then unreachable, as nothing on the internet routes to it.
+lab_set_nat() {
+	local r=${1:-} kind=${2:-} t
+	[[ -n ${LAB_IDX[$r]:-} ]] && r="$r-gw"
+	[[ -n ${LAB_NSMAP[$r]:-} ]] && [[ $r == *-gw || $r == *-cgn ]] || _lab_err "no router '${1:-}'" || return 1
+	_lab_in "$kind" "$LAB_NAT_KINDS" ||
+		_lab_err "lab_set_nat: kind must be one of: $LAB_NAT_KINDS" || return 1
+	t=$(_lab_map_timeout "$r") || return 1
+	_lab_nat_ruleset "$kind" "$t" | lab_exec "$r" nft -f - || _lab_err "nft failed on $r" || return 1
+	LAB_NAT[$r]=$kind
+	_lab_log "$r: nat $kind"
+}
+
+# lab_conntrack_timeout NS SECONDS: short UDP conntrack timeouts in one
+# namespace (both the unreplied and the stream value; these sysctls are per
+# network namespace). On an eim/addr router the mapping lifetime follows: the
+# track chain is rewritten with the new timeout, existing mappings kept.
+lab_conntrack_timeout() {
+	local ns=${1:-} s=${2:-}
+	[[ $s =~ ^[0-9]+$ ]] && ((s > 0)) || _lab_err "usage: lab_conntrack_timeout NS SECONDS" || return 1
+	lab_exec "$ns" sysctl -q -w net.netfilter.nf_conntrack_udp_timeout="$s" \
+		net.netfilter.nf_conntrack_udp_timeout_stream="$s" >/dev/null || return 1
+	case ${LAB_NAT[$ns]:-} in
+	eim|addr)
+		{
+			echo "flush chain ip lab_nat track"
+			_lab_track_rules "${LAB_NAT[$ns]}" "$s" | sed 's/^/add rule ip lab_nat track /'
+		} | lab_exec "$ns" nft -f - || return 1
+		;;
+	esac
+}
+
+# lab_flush_conntrack NS: forget all NAT state in NS: conntrack entries and the
+# eim/addr mapping tables.
+lab_flush_conntrack() {
+	local ns=${1:-}
+	lab_ns "$ns" >/dev/null || return 1
+	lab_exec "$ns" conntrack -F >/dev/null 2>&1 || true   # an empty table is no error
+	if lab_exec "$ns" nft list table ip lab_nat >/dev/null 2>&1; then
+		lab_exec "$ns" nft -f - <<-EOF || return 1
+		flush map ip lab_nat eim_map
+		flush set ip lab_nat addr_ok
+		EOF
+	fi
+}
+
+# lab_loss NS IFACE PERCENT [in|out|both]: drop PERCENT % of the IP packets
+# crossing IFACE at random (nftables numgen; no netem here), in the chosen
+# direction (default both: every packet, either way, is lost with PERCENT %).
+# Both directions drop at an ingress hook, "out" at the ingress of IFACE's veth
+# peer: a drop at IFACE's own egress would be reported to the sending socket
+# (ENOBUFS; ping even retries), a packet lost on the wire is not. ARP is spared
+# so that loss stays per packet, not per neighbour. PERCENT 0 removes it; the
+# two directions are set independently.
+lab_loss() {
+	local ns=${1:-} dev=${2:-} pct=${3:-} dir=${4:-both} peer
+	[[ $pct =~ ^[0-9]+$ ]] && ((pct <= 100)) && [[ -n $dev ]] && _lab_in "$dir" "in out both" ||
+		_lab_err "usage: lab_loss NS IFACE PERCENT [in|out|both]" || return 1
+	peer=${LAB_PEER[$ns/$dev]:-}
+	[[ -n $peer ]] || _lab_err "lab_loss: no lab link $dev in $ns" || return 1
+	if [[ $dir != out ]]; then _lab_ingress_loss "$ns" "$dev" "$pct" || return 1; fi
+	if [[ $dir != in ]]; then _lab_ingress_loss "${peer%/*}" "${peer#*/}" "$pct" || return 1; fi
+}
+
+# _lab_ingress_loss NS DEV PERCENT: (re)write table netdev lab_loss_DEV.
+_lab_ingress_loss() {
+	local t="lab_loss_$2" rule="numgen random mod 100 < $3 drop"
+	(($3 < 100)) || rule=drop   # nft rejects "< 100" as out of range
+	{
+		echo "table netdev $t"
+		echo "delete table netdev $t"
+		(($3 == 0)) || cat <<-EOF
+		table netdev $t {
+			chain ingress {
+				type filter hook ingress device "$2" priority filter;
+				meta protocol { ip, ip6 } $rule
+			}
+		}
+		EOF
+	} | lab_exec "$1" nft -f -
+}
+
+# ---------------------------------------------------------------- services
+
+# lab_udp_bound NS IP PORT: is a UDP socket bound to IP:PORT in NS? (For
+# wait_for: a server is ready once its sockets are.)
+lab_udp_bound() {
+	[[ -n $(lab_exec "$1" ss -Hlun src "$2:$3" 2>/dev/null) ]]
+}
+
+# lab_coturn SERVER [ARGS...]: start the real coturn on a server's addresses,
+# port 3478 (and 3479, its RFC 5780 alternate port), STUN only with no TLS/DTLS
+# and no CLI, logging to $LAB_DIR/coturn-SERVER.log; waits until every listener
+# is bound. Extra ARGS go to turnserver (e.g. TURN credentials). With two
+# addresses coturn answers RFC 5780 / RFC 3489 CHANGE-REQUESTs.
+lab_coturn() {
+	local srv=${1:-} ip port
+	[[ -n ${LAB_SERVER_IPS[$srv]:-} ]] || _lab_err "no server '$srv'" || return 1
+	shift
+	local args=(-n --no-cli --no-tls --no-dtls --log-file=stdout --simple-log
+		--pidfile="$LAB_DIR/coturn-$srv.pid" --userdb="$LAB_DIR/coturn-$srv.db"
+		--listening-port=3478 --alt-listening-port=3479)
+	for ip in ${LAB_SERVER_IPS[$srv]}; do args+=(--listening-ip="$ip"); done
+	lab_spawn "$srv" "$LAB_DIR/coturn-$srv.log" turnserver "${args[@]}" "$@" || return 1
+	for ip in ${LAB_SERVER_IPS[$srv]}; do
+		for port in 3478 3479; do
+			wait_for 10 lab_udp_bound "$srv" "$ip" "$port" ||
+				_lab_err "coturn on $srv: $ip:$port not bound (see $LAB_DIR/coturn-$srv.log)" || return 1
+		done
+	done
+}
+
+# lab_dump: addresses, routes, rulesets and conntrack of every lab namespace,
+# to stderr, for a failing test's log.
+lab_dump() {
+	local name ns
+	for name in "${!LAB_NSMAP[@]}"; do
+		ns=${LAB_NSMAP[$name]}
+		{
+			echo "=== $name ($ns)"
+			ip -n "$ns" -br addr
+			ip -n "$ns" route
+			ip netns exec "$ns" nft list ruleset 2>/dev/null
+			ip netns exec "$ns" conntrack -L 2>/dev/null
+		} >&2
+	done
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# lab_cleanup: remove everything this run made: stop the processes lab_spawn
+# started (TERM, then KILL after 3 s), kill any other process still inside
+# this run's namespaces (only this run can have put one there), delete the
+# namespaces (their veths, bridge, nft tables go with them) and the temp dir.
+# Safe to call twice; keeps the caller's exit status.
+lab_cleanup() {
+	local rc=$? pid ns i
+	local -   # the caller may run under set -e: cleanup must go to the end
+	set +e
+	((_LAB_CLEANED == 0)) || return $rc
+	_LAB_CLEANED=1
+	for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+	for ((i = 0; i < 150; i++)); do   # bounded: 150 x 20 ms
+		local alive=0
+		for pid in "${LAB_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		((alive)) || break
+		sleep 0.02
+	done
+	for pid in "${LAB_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	for ((i = ${#LAB_NS_ORDER[@]} - 1; i >= 0; i--)); do
+		ns=${LAB_NS_ORDER[i]}
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+		ip netns del "$ns" 2>/dev/null || echo "lab: could not delete namespace $ns" >&2
+	done
+	if [[ -n $LAB_DIR && -d $LAB_DIR ]]; then
+		if [[ -n ${LAB_KEEP:-} ]]; then echo "lab: kept $LAB_DIR" >&2; else rm -rf "$LAB_DIR"; fi
+	fi
+	LAB_PIDS=() LAB_NS_ORDER=()
+	return $rc
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Proxy mode under the real wireguard-go: two hosts on one link, static
+# Endpoints. Each wireguard-go's peer endpoint is its local natagent's
+# LocalEndpoint; WireGuard's packets cross natagent's QUIC tunnel.
+#  - ping across the wg interfaces works;
+#  - one natagent stops and starts again: WireGuard recovers by itself
+#    (wireguard-go is not touched);
+#  - a wrong pinned key gives no tunnel and a log line naming the keys.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$top/scripts/lab.sh"
+. "$here/lib.sh"
+
+[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
+for tool in wireguard-go wg; do
+	command -v "$tool" >/dev/null || tap_skip_all "$tool not installed"
+done
+trap lab_cleanup EXIT
+trap 'lab_cleanup; exit 130' INT
+trap 'lab_cleanup; exit 143' TERM
+
+IP_A=198.18.0.41 IP_B=198.18.0.42
+# wireguard-go's UAPI sockets share /var/run/wireguard across namespaces: the
+# interface names must be unique to this run.
+sfx=$RANDOM
+WG_A=wgpa$sfx WG_B=wgpb$sfx
+natctl=$top/natctl natagent=$top/natagent
+
+keys() {  # NAME: NAME.key (natagent), NAME.wg (wireguard)
+	"$natctl" genkey > "$LAB_DIR/$1.key"
+	"$natctl" pubkey < "$LAB_DIR/$1.key" > "$LAB_DIR/$1.pub"
+	wg genkey > "$LAB_DIR/$1.wg"
+	wg pubkey < "$LAB_DIR/$1.wg" > "$LAB_DIR/$1.wgpub"
+}
+
+# agent_conf NAME PEER PEER_IP [PEER_KEY_OVERRIDE]
+agent_conf() {
+	local peerkey=${4:-$(cat "$LAB_DIR/$2.pub")}
+	cat > "$LAB_DIR/$1.conf" <<-CONF
+	[Interface]
+	PrivateKey = $(cat "$LAB_DIR/$1.key")
+	ListenPort = 40000
+	Mode = proxy
+	ForwardTo = 127.0.0.1:51820
+	IdleTimeout = 10
+	[Peer]
+	PublicKey = $peerkey
+	Endpoint = $3:40000
+	LocalEndpoint = 127.0.0.1:51901
+	CONF
+}
+
+start_agent() {  # NAME -> AGENT_PID_<NAME>
+	lab_spawn "$1" "$LAB_DIR/$1.log" "$natagent" -d -c "$LAB_DIR/$1.conf"
+	printf -v "AGENT_PID_$1" '%s' "$LAB_LAST_PID"
+	wait_for 5 grep -q ready "$LAB_DIR/$1.log"
+}
+
+start_wg() {  # NAME IFACE ADDR PEER PEER_ADDR
+	lab_spawn "$1" "$LAB_DIR/wg-$1.log" wireguard-go -f "$2"
+	wait_for 5 lab_exec "$1" ip link show "$2" >/dev/null || return 1
+	lab_exec "$1" wg set "$2" private-key "$LAB_DIR/$1.wg" listen-port 51820 \
+		peer "$(cat "$LAB_DIR/$4.wgpub")" endpoint 127.0.0.1:51901 allowed-ips "$5/32" \
+		persistent-keepalive 5 || return 1
+	lab_exec "$1" ip addr add "$3/24" dev "$2" && lab_exec "$1" ip link set "$2" up
+}
+
+setup() {
+	lab_internet && lab_server a "$IP_A" && lab_server b "$IP_B" || return 1
+	lab_exec a ip link set lo up; lab_exec b ip link set lo up
+	umask 077
+	keys a && keys b || return 1
+	agent_conf a b "$IP_B" && agent_conf b a "$IP_A" || return 1
+	start_agent a && start_agent b || return 1
+	start_wg a "$WG_A" 10.99.0.1 b 10.99.0.2 && start_wg b "$WG_B" 10.99.0.2 a 10.99.0.1
+}
+
+if ! setup; then
+	tap_fail "lab with two natagents and two wireguard-go" "$(tail -n 5 "$LAB_DIR"/*.log)"
+	tap_done
+fi
+tap_ok "lab with two natagents and two wireguard-go"
+
+tap_check "sessions come up between the agents" wait_for 10 grep -q "session up" "$LAB_DIR/a.log"
+tap_check "ping across the WireGuard interfaces (through natagent)" \
+	wait_for 15 lab_exec a ping -c1 -W1 10.99.0.2
+tap_check "WireGuard's handshake ran over natagent" \
+	sh -c "ip netns exec $(lab_ns a) wg show $WG_A latest-handshakes | awk '{ exit !(\$2 > 0) }'"
+# What crossed must be QUIC on port 40000, never WireGuard's own port.
+tap_check "nothing of WireGuard's reaches the link outside natagent's port" \
+	sh -c "! ip netns exec $(lab_ns a) ss -uanp | grep -q '$IP_A:51820'"
+
+kill -TERM "$AGENT_PID_a"
+wait_for 5 grep -q "stopping" "$LAB_DIR/a.log"
+tap_check "with one agent stopped, the WireGuard tunnel is down" \
+	sh -c "! ip netns exec $(lab_ns a) ping -c1 -W1 10.99.0.2"
+start_agent a
+tap_check "agent restarted: WireGuard recovers by itself" wait_for 30 lab_exec a ping -c1 -W1 10.99.0.2
+tap_check "the other agent saw a new session" sh -c "[ \$(grep -c 'session up' $LAB_DIR/b.log) -ge 2 ]"
+
+# A wrong pinned key: b expects a key a does not have.
+kill -TERM "$AGENT_PID_a" "$AGENT_PID_b"
+wait_for 5 sh -c "grep -q stopping $LAB_DIR/a.log && grep -q stopping $LAB_DIR/b.log"
+agent_conf b a "$IP_A" "$(cat "$LAB_DIR/b.pub")"   # b pins its own key for a: wrong
+"$natctl" genkey | "$natctl" pubkey > "$LAB_DIR/wrong.pub"
+agent_conf b a "$IP_A" "$(cat "$LAB_DIR/wrong.pub")"
+: > "$LAB_DIR/a.log"; : > "$LAB_DIR/b.log"
+start_agent a && start_agent b
+tap_check "wrong pinned key: no tunnel" sh -c "! ip netns exec $(lab_ns a) ping -c3 -W1 10.99.0.2"
+tap_check "wrong pinned key: a log line names the keys" \
+	wait_for 10 sh -c "grep -hE 'presented key|not accepted|bad certificate' $LAB_DIR/a.log $LAB_DIR/b.log"
+tap_diag "$(grep -hE 'presented key|not accepted|bad certificate|session ended' "$LAB_DIR/a.log" "$LAB_DIR/b.log" | head -4)"
+tap_done
