@@ -29,8 +29,9 @@ int main(void)
 	udp_local(fb, &b);
 	CHECK(a.port != 0 && a.port != b.port, "kernel picked distinct ports");
 	na_ip_parse(&src, "127.0.0.1");
+	static const char payload[] = "pinging";
 	for (int i = 0; i < 3; i++)
-		CHECK(udp_send(fa, "ping", 4 + (size_t)i, &b, i == 0 ? &src : NULL, i == 2 ? 0x01 : 0) == 0,
+		CHECK(udp_send(fa, payload, 4 + (size_t)i, &b, i == 0 ? &src : NULL, i == 2 ? 0x01 : 0) == 0,
 		      "send #%d", i);
 	for (int i = 0; i < 4; i++)
 		msgs[i] = (struct udp_msg){ .buf = bufs[i], .cap = sizeof(bufs[i]) };
