@@ -26,9 +26,15 @@ static void path_to_endpoints(const struct quic_path *p, struct na_endpoint *loc
 	na_endpoint_from_sockaddr(remote, (const struct sockaddr *)&p->remote);
 }
 
-static int fd_for(struct agent *a, int family)
+/* The socket bound to local's family and port (sessions that moved use
+ * another port than ListenPort), else the family's ListenPort socket. */
+static int fd_for(struct agent *a, const struct na_endpoint *local)
 {
-	return a->socks[family == AF_INET6 ? 1 : 0].fd;
+	for (unsigned i = 0; i < AGENT_MAX_SOCKS; i++)
+		if (a->socks[i].fd >= 0 && a->socks[i].family == local->ip.family &&
+		    a->socks[i].port == local->port)
+			return a->socks[i].fd;
+	return a->socks[local->ip.family == AF_INET6 ? 1 : 0].fd;
 }
 
 static void on_timer(void *arg, uint64_t now)
@@ -55,7 +61,7 @@ void agent_flush(struct conn *c)
 	struct udp_out out[TX_BATCH];
 	uint64_t now = loop_now();
 	unsigned n = 0;
-	int family = AF_INET;
+	struct na_endpoint from = { .ip.family = AF_INET };
 
 	c->dirty = false;
 	for (;;) {
@@ -66,25 +72,26 @@ void agent_flush(struct conn *c)
 		if (len <= 0)
 			break;
 		path_to_endpoints(&tx.path, &local, &out[n].to);
-		/* A batch goes out on one socket: flush when the family changes. */
-		if (n && local.ip.family != family) {
-			udp_send_batch(fd_for(a, family), out, n);
+		/* A batch goes out on one socket: flush when the socket changes
+		 * (a path validation sends on the new path and the old). */
+		if (n && (local.ip.family != from.ip.family || local.port != from.port)) {
+			udp_send_batch(fd_for(a, &from), out, n);
 			memcpy(tx_bufs[0], tx_bufs[n], (size_t)len);
 			out[0].to = out[n].to;
 			n = 0;
 		}
-		family = local.ip.family;
+		from = local;
 		out[n].buf = tx_bufs[n];
 		out[n].len = (size_t)len;
 		out[n].src = local.ip;
 		out[n].tos = tx.ecn;
 		if (++n == TX_BATCH) {
-			udp_send_batch(fd_for(a, family), out, n);
+			udp_send_batch(fd_for(a, &from), out, n);
 			n = 0;
 		}
 	}
 	if (n)
-		udp_send_batch(fd_for(a, family), out, n);
+		udp_send_batch(fd_for(a, &from), out, n);
 	if (quic_session_is_dead(c->s)) {
 		loop_timer_cancel(a->loop, &c->timer);
 		conn_dead(c);
@@ -131,7 +138,8 @@ bool agent_path(struct agent *a, const struct na_endpoint *remote, struct quic_p
 {
 	struct na_endpoint local = { .port = a->port };
 
-	if (fd_for(a, remote->ip.family) < 0 || udp_route_source(remote, &local.ip) < 0)
+	local.ip.family = remote->ip.family;
+	if (fd_for(a, &local) < 0 || udp_route_source(remote, &local.ip) < 0)
 		return false;
 	na_endpoint_to_sockaddr(&local, &path->local);
 	na_endpoint_to_sockaddr(remote, &path->remote);
@@ -191,9 +199,9 @@ static bool accept_key(void *arg, const uint8_t key[QUIC_KEY_LEN])
 
 /* ---- the shared sockets ---- */
 
-static void input_quic(struct agent *a, struct udp_msg *m)
+static void input_quic(struct agent *a, const struct agent_sock *sock, struct udp_msg *m)
 {
-	struct na_endpoint local = { .ip = m->local, .port = a->port };
+	struct na_endpoint local = { .ip = m->local, .port = sock->port };
 	struct quic_session *s = NULL;
 	struct quic_path path;
 	size_t outlen = 0;
@@ -218,7 +226,7 @@ static void input_quic(struct agent *a, struct udp_msg *m)
 			c->dirty = true;
 		break;
 	case QUIC_DEMUX_REPLY:
-		udp_send(fd_for(a, m->from.ip.family), reply_buf, outlen, &m->from, &m->local, 0);
+		udp_send(sock->fd, reply_buf, outlen, &m->from, &m->local, 0);
 		break;
 	case QUIC_DEMUX_DROP:
 		break;
@@ -243,34 +251,77 @@ static void on_readable(void *arg, uint32_t events)
 			if (!msgs[i].len)
 				continue;
 			if (quic_demux_classify(msgs[i].buf, msgs[i].len) == QUIC_CLASS_QUIC)
-				input_quic(a, &msgs[i]);
+				input_quic(a, sock, &msgs[i]);
 		}
 		agent_flush_dirty(a);
 	}
 }
 
-static int open_socket(struct agent *a, int idx, int family)
+static int open_socket(struct agent *a, int idx, int family, uint16_t port)
 {
-	struct na_endpoint ep = { .ip.family = (uint8_t)family, .port = a->port };
+	struct na_endpoint ep = { .ip.family = (uint8_t)family, .port = port };
 	struct agent_sock *sock = &a->socks[idx];
-	int fd = udp_open(&ep, 1), err;
+	int fd = udp_open(&ep), err;
 
 	if (fd < 0)
 		return fd;
 	udp_set_buffers(fd, 4 << 20);
-	if (!a->port) {
-		/* Port 0: the kernel picked one; the other family shares it. */
-		udp_local(fd, &ep);
-		a->port = ep.port;
-	}
+	udp_local(fd, &ep); /* port 0: the kernel picked one */
 	sock->a = a;
 	sock->fd = fd;
+	sock->family = (uint8_t)family;
+	sock->port = ep.port;
 	err = loop_add_fd(a->loop, fd, EPOLLIN, on_readable, sock);
 	if (err < 0) {
 		close(fd);
 		sock->fd = -1;
 	}
 	return err;
+}
+
+int agent_rebind(struct agent *a)
+{
+	int moved = 0, idx[2] = { -1, -1 };
+
+	for (struct conn *c = a->conns; c; c = c->next) {
+		const struct quic_path *cur = quic_session_path(c->s);
+		struct na_endpoint local, remote;
+		struct quic_path path;
+		int fam, err;
+
+		if (quic_session_is_server(c->s) || !quic_session_is_up(c->s))
+			continue;
+		path_to_endpoints(cur, &local, &remote);
+		fam = local.ip.family == AF_INET6 ? 1 : 0;
+		if (idx[fam] < 0) {
+			/* One new socket per family, in the first free slot past
+			 * ListenPort's; an old moved-to socket is reused when full. */
+			int slot = -1;
+			for (int i = 2; i < AGENT_MAX_SOCKS && slot < 0; i++)
+				if (a->socks[i].fd < 0)
+					slot = i;
+			if (slot < 0 || open_socket(a, slot, local.ip.family, 0) < 0) {
+				log_warn("%s: cannot open a socket to move sessions to", a->cfg->name);
+				continue;
+			}
+			idx[fam] = slot;
+		}
+		local.port = a->socks[idx[fam]].port;
+		na_endpoint_to_sockaddr(&local, &path.local);
+		path.remote = cur->remote;
+		err = quic_session_migrate(c->s, &path, loop_now());
+		if (err < 0) {
+			log_warn("%s: peer %s: cannot move the session: %s", a->cfg->name,
+				 c->peer ? c->peer->name : "?", quic_strerror(err));
+			continue;
+		}
+		log_info("%s: peer %s: moving the session to local port %u", a->cfg->name,
+			 c->peer ? c->peer->name : "?", local.port);
+		c->dirty = true;
+		moved++;
+	}
+	agent_flush_dirty(a);
+	return moved;
 }
 
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
@@ -281,7 +332,8 @@ int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 	memset(a, 0, sizeof(*a));
 	a->cfg = cfg;
 	a->loop = loop;
-	a->socks[0].fd = a->socks[1].fd = -1;
+	for (int i = 0; i < AGENT_MAX_SOCKS; i++)
+		a->socks[i].fd = -1;
 	a->port = cfg->listen_port;
 	err = quic_tls_cred_new(&a->cred, cfg->private_key, cfg->public_key, &why);
 	if (err) {
@@ -310,14 +362,16 @@ int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 		err = -ENOMEM;
 		goto fail;
 	}
-	err = open_socket(a, 0, AF_INET);
+	err = open_socket(a, 0, AF_INET, a->port);
+	if (!err)
+		a->port = a->socks[0].port; /* the other family shares it */
 	if (err < 0) {
 		log_err("%s: cannot listen on UDP port %u: %s", cfg->name, cfg->listen_port,
 			strerror(-err));
 		goto fail;
 	}
 	/* IPv6 is a bonus: a host without it still runs on IPv4. */
-	if (open_socket(a, 1, AF_INET6) < 0)
+	if (open_socket(a, 1, AF_INET6, a->port) < 0)
 		log_warn("%s: no IPv6 socket on port %u; IPv4 only", cfg->name, a->port);
 	log_info("%s: listening on UDP port %u", cfg->name, a->port);
 	return 0;
@@ -343,7 +397,7 @@ void agent_close(struct agent *a)
 		quic_session_free(c->s);
 		free(c);
 	}
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < AGENT_MAX_SOCKS; i++) {
 		if (a->socks[i].fd >= 0) {
 			loop_del_fd(a->loop, a->socks[i].fd);
 			close(a->socks[i].fd);

@@ -52,16 +52,21 @@ struct peer {
 	int proxy_fd;
 };
 
-/* A socket on ListenPort, as the loop hands it back. */
+/* A UDP socket of the agent, as the loop hands it back: the ones on
+ * ListenPort, and those opened when sessions move to a new port. */
 struct agent_sock {
 	struct agent *a;
 	int fd; /* -1 if not open */
+	uint8_t family;
+	uint16_t port;
 };
+
+#define AGENT_MAX_SOCKS 8
 
 struct agent {
 	struct config *cfg;
 	struct loop *loop;
-	struct agent_sock socks[2]; /* [0] IPv4, [1] IPv6 */
+	struct agent_sock socks[AGENT_MAX_SOCKS]; /* [0] IPv4, [1] IPv6 on ListenPort */
 	uint16_t port;
 	struct quic_tls_cred *cred;
 	struct quic_config qcfg;
@@ -83,6 +88,10 @@ void agent_flush(struct conn *c);
 void agent_conn_adopt(struct agent *a, struct conn *c);
 /* Flushes every session marked dirty; the data paths call it once per batch. */
 void agent_flush_dirty(struct agent *a);
+/* Moves every session we dialed to a new local port: a fresh socket, then
+ * QUIC path validation and migration, as after a NAT rebinding. Returns the
+ * number of sessions asked to move. */
+int agent_rebind(struct agent *a);
 /* The path towards remote from this agent's socket of that family. */
 bool agent_path(struct agent *a, const struct na_endpoint *remote, struct quic_path *path);
 

@@ -38,6 +38,11 @@ static void on_signal(void *arg, uint32_t events)
 			log_info("%s: stopping on %s", d->cfg->name, strsignal((int)si.ssi_signo));
 			loop_stop(d->loop);
 			break;
+		case SIGUSR1:
+			if (d->agent_open)
+				log_info("%s: SIGUSR1: moved %d session(s) to a new local port",
+					 d->cfg->name, agent_rebind(&d->agent));
+			break;
 		case SIGHUP:
 			log_info("%s: SIGHUP: reload is not supported by this build; ignored",
 				 d->cfg->name);
@@ -54,6 +59,7 @@ static int open_signals(struct daemon *d)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

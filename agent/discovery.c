@@ -175,7 +175,7 @@ int discovery_start(struct discovery *d, struct loop *loop, int fd0,
 	d->n_socks = 1;
 	for (unsigned k = 1; k < opts->n_socks && k < NAT_BEH_MAX_SOCKS; k++) {
 		struct na_endpoint ep = { opts->local[0].ip, 0 };
-		int fd = udp_open(&ep, 0);
+		int fd = udp_open(&ep);
 		if (fd < 0) {
 			err = fd;
 			goto fail;

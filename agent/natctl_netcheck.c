@@ -240,7 +240,7 @@ int natctl_netcheck(int argc, char **argv)
 		return 1;
 	}
 	n.loop = loop_new();
-	n.fd = udp_open(&bind_ep, 0);
+	n.fd = udp_open(&bind_ep);
 	if (!n.loop || n.fd < 0) {
 		fprintf(stderr, "natctl netcheck: cannot open a UDP socket: %s\n", strerror(-n.fd));
 		goto out;

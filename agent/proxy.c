@@ -56,7 +56,7 @@ int proxy_open(struct agent *a)
 
 	for (unsigned i = 0; i < a->n_peers; i++) {
 		struct peer *p = &a->peers[i];
-		int fd = udp_open(&p->cfg->local_endpoint, 1), err;
+		int fd = udp_open(&p->cfg->local_endpoint), err;
 
 		na_endpoint_str(&p->cfg->local_endpoint, ep, sizeof(ep));
 		if (fd < 0) {

@@ -66,7 +66,7 @@ static void on_readable(void *arg, uint32_t events)
 
 static int bind_one(struct stunsvc *s, const struct na_endpoint *ep, struct na_endpoint *failed)
 {
-	int fd = udp_open(ep, 1);
+	int fd = udp_open(ep);
 
 	if (fd < 0) {
 		*failed = *ep;

@@ -9,7 +9,7 @@
 
 #define CMSG_SPACE_ALL (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)) * 2)
 
-int udp_open(const struct na_endpoint *ep, int reuse)
+int udp_open(const struct na_endpoint *ep)
 {
 	int one = 1, family = ep->ip.family == AF_INET6 ? AF_INET6 : AF_INET;
 	struct sockaddr_storage ss;
@@ -18,8 +18,6 @@ int udp_open(const struct na_endpoint *ep, int reuse)
 
 	if (fd < 0)
 		return -errno;
-	if (reuse)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (family == AF_INET) {
 		setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
 		setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof(one));

@@ -22,9 +22,10 @@ struct udp_msg {
 	uint8_t tos;
 };
 
-/* Binds to ep (port 0: the kernel picks). Returns the fd or -errno. With
- * reuse, SO_REUSEADDR so a restarted agent gets its port back at once. */
-int udp_open(const struct na_endpoint *ep, int reuse);
+/* Binds to ep (port 0: the kernel picks). Returns the fd or -errno. Never
+ * SO_REUSEADDR: UDP has no TIME_WAIT to wait out on a restart, and with it a
+ * second agent could bind the same port and silently take its packets. */
+int udp_open(const struct na_endpoint *ep);
 /* Larger kernel buffers for sockets that take bursts from many senders;
  * beyond net.core.*mem_max only when privileged (SO_*BUFFORCE). */
 void udp_set_buffers(int fd, int bytes);

@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	any.ip.family = server.ip.family;
-	fd = udp_open(&any, 0);
+	fd = udp_open(&any);
 	if (fd < 0) {
 		fprintf(stderr, "stunload: socket: %s\n", strerror(-fd));
 		return 1;

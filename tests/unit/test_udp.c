@@ -1,5 +1,6 @@
 /* Loopback only: two sockets exchange datagrams; checks the local address,
  * the sender, batching and TOS reporting. */
+#include <errno.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -22,12 +23,13 @@ int main(void)
 
 	na_endpoint_parse(&any, "127.0.0.1:1", false);
 	any.port = 0;
-	fa = udp_open(&any, 0);
-	fb = udp_open(&any, 0);
+	fa = udp_open(&any);
+	fb = udp_open(&any);
 	CHECK(fa >= 0 && fb >= 0, "two loopback sockets");
 	udp_local(fa, &a);
 	udp_local(fb, &b);
 	CHECK(a.port != 0 && a.port != b.port, "kernel picked distinct ports");
+	CHECK_EQ_INT(udp_open(&a), -EADDRINUSE, "a second socket on a port in use is refused");
 	na_ip_parse(&src, "127.0.0.1");
 	static const char payload[] = "pinging";
 	for (int i = 0; i < 3; i++)
