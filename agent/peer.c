@@ -142,9 +142,9 @@ void conn_up(struct conn *c)
 	loop_timer_cancel(a->loop, &p->dial_timer);
 	na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&quic_session_path(c->s)->remote);
 	char r[NA_ENDPOINT_STRLEN];
-	log_info("%s: peer %s: session up (%s) with %s", a->cfg->name, p->name,
-		 quic_session_is_server(c->s) ? "they dialed" : "we dialed",
-		 na_endpoint_str(&remote, r, sizeof(r)));
+	log_info("%s: peer %s: session up (%s) with %s, datagrams up to %zu bytes for now",
+		 a->cfg->name, p->name, quic_session_is_server(c->s) ? "they dialed" : "we dialed",
+		 na_endpoint_str(&remote, r, sizeof(r)), quic_session_dgram_max(c->s));
 }
 
 void conn_dead(struct conn *c)
