@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include "agent/log.h"
+#include "agent/tunpath.h"
 #include "agent/udp.h"
+#include "nat/stun_server.h"
 #include "quic/dgram.h"
 
 #define RX_BATCH 64
@@ -167,6 +169,10 @@ static void on_datagram(struct quic_session *s, const uint8_t *data, size_t len)
 		p->st.drop_bad++;
 		return;
 	}
+	if (ctx == QUIC_DGRAM_CTX_IP && c->a->tun) {
+		tunpath_deliver(p, payload, plen);
+		return;
+	}
 	if (ctx == 1 && p->proxy_fd >= 0) {
 		proxy_deliver(p, payload, plen);
 		return;
@@ -233,6 +239,23 @@ static void input_quic(struct agent *a, const struct agent_sock *sock, struct ud
 	}
 }
 
+/* STUN on the shared port: our own discovery's answers, else requests from
+ * others, answered with their reflexive address (peers measure RTT and
+ * learn addresses this way; the XDP program answers these first when it
+ * runs). */
+static void input_stun(struct agent *a, const struct agent_sock *sock, struct udp_msg *m)
+{
+	struct stun_server_config sc = { .primary = { m->local, sock->port } };
+	struct stun_server_reply r;
+
+	if (a->disc_running && sock == &a->socks[0] &&
+	    discovery_input(&a->disc, m->buf, m->len, &m->from))
+		return;
+	if (stun_server_answer(&sc, m->buf, m->len, &m->from, &sc.primary, reply_buf,
+			       sizeof(reply_buf), &r) == STUN_SERVER_SEND)
+		udp_send(sock->fd, reply_buf, r.len, &r.to, &m->local, 0);
+}
+
 static void on_readable(void *arg, uint32_t events)
 {
 	struct agent_sock *sock = arg;
@@ -250,8 +273,16 @@ static void on_readable(void *arg, uint32_t events)
 		for (int i = 0; i < n; i++) {
 			if (!msgs[i].len)
 				continue;
-			if (quic_demux_classify(msgs[i].buf, msgs[i].len) == QUIC_CLASS_QUIC)
+			switch (quic_demux_classify(msgs[i].buf, msgs[i].len)) {
+			case QUIC_CLASS_QUIC:
 				input_quic(a, sock, &msgs[i]);
+				break;
+			case QUIC_CLASS_STUN:
+				input_stun(a, sock, &msgs[i]);
+				break;
+			default:
+				break;
+			}
 		}
 		agent_flush_dirty(a);
 	}
@@ -324,6 +355,54 @@ int agent_rebind(struct agent *a)
 	return moved;
 }
 
+static void on_discovered(void *arg, struct discovery *d)
+{
+	struct agent *a = arg;
+	const struct nat_report *r = discovery_report(d);
+	char pub[NA_ENDPOINT_STRLEN], srv[NA_ENDPOINT_STRLEN];
+
+	a->disc_running = false;
+	discovery_stop(d);
+	na_endpoint_str(&r->server, srv, sizeof(srv));
+	if (r->error) {
+		log_warn("%s: discovery via %s failed: %s", a->cfg->name, srv, r->error);
+		return;
+	}
+	a->report = *r;
+	a->have_report = true;
+	log_info("%s: public address %s (via %s); NAT: %s, mapping %s, filtering %s, "
+		 "ports %s, hairpin %s", a->cfg->name, na_endpoint_str(&r->mapped, pub, sizeof(pub)),
+		 srv, nat_report_classic_name(r), nat_mapping_name(r->mapping),
+		 nat_filtering_name(r->filtering), nat_alloc_name(r->alloc),
+		 r->hairpin < 0 ? "unknown" : r->hairpin ? "yes" : "no");
+}
+
+/* Learns the public address and the NAT's behaviour from the configured
+ * STUN servers (else the rendezvous), from the IPv4 ListenPort socket. */
+static void start_discovery(struct agent *a)
+{
+	struct na_endpoint servers[DISCOVERY_MAX_SERVERS];
+	struct nat_behavior_opts o;
+	unsigned n = 0;
+	int err;
+
+	for (unsigned i = 0; i < a->cfg->n_stun && n < DISCOVERY_MAX_SERVERS; i++)
+		if (a->cfg->stun[i].ip.family == AF_INET)
+			servers[n++] = a->cfg->stun[i];
+	if (!n && a->cfg->has_rendezvous && a->cfg->rendezvous.ip.family == AF_INET)
+		servers[n++] = a->cfg->rendezvous;
+	if (!n)
+		return;
+	nat_behavior_opts_default(&o);
+	o.n_socks = NAT_BEH_MAX_SOCKS;
+	err = discovery_start(&a->disc, a->loop, a->socks[0].fd, servers, n, &o, on_discovered, a);
+	if (err < 0) {
+		log_warn("%s: cannot start discovery: %s", a->cfg->name, strerror(-err));
+		return;
+	}
+	a->disc_running = true;
+}
+
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 {
 	const char *why = NULL;
@@ -374,6 +453,7 @@ int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 	if (open_socket(a, 1, AF_INET6, a->port) < 0)
 		log_warn("%s: no IPv6 socket on port %u; IPv4 only", cfg->name, a->port);
 	log_info("%s: listening on UDP port %u", cfg->name, a->port);
+	start_discovery(a);
 	return 0;
 fail:
 	agent_close(a);
@@ -383,6 +463,10 @@ fail:
 void agent_close(struct agent *a)
 {
 	struct conn *c;
+
+	if (a->disc_running)
+		discovery_stop(&a->disc);
+	a->disc_running = false;
 
 	/* Tell every peer we are going, then give the packets a chance. */
 	for (c = a->conns; c; c = c->next)

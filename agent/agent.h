@@ -8,6 +8,7 @@
 #define NATAGENT_AGENT_AGENT_H
 
 #include "agent/config.h"
+#include "agent/discovery.h"
 #include "agent/loop.h"
 #include "agent/stunsvc.h"
 #include "quic/demux.h"
@@ -75,6 +76,11 @@ struct agent {
 	struct peer *peers;
 	unsigned n_peers;
 	struct stunsvc *stun; /* the rendezvous's STUN service, if any */
+	/* Discovery on the IPv4 ListenPort socket: the mapping that socket
+	 * has is the one every peer and the rendezvous see. */
+	struct discovery disc;
+	bool disc_running, have_report;
+	struct nat_report report;
 	struct tunpath *tun;  /* tun mode */
 };
 

@@ -11,6 +11,7 @@
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/stunsvc.h"
+#include "agent/tunpath.h"
 
 struct daemon {
 	struct config *cfg;
@@ -19,7 +20,7 @@ struct daemon {
 	struct stunsvc stun;
 	bool stun_open;
 	struct agent agent;
-	bool agent_open, peers_open, proxy_open;
+	bool agent_open, peers_open, proxy_open, tun_open;
 	int exit_status;
 };
 
@@ -98,9 +99,9 @@ static int start_tunnel(struct daemon *d)
 	struct config *cfg = d->cfg;
 	int err;
 
-	if (cfg->mode == MODE_TUN || cfg->mode == MODE_WIREGUARD) {
-		log_err("%s: Mode = %s is not part of this build yet; Mode = proxy is", cfg->name,
-			config_mode_name(cfg->mode));
+	if (cfg->mode == MODE_WIREGUARD) {
+		log_err("%s: Mode = wireguard is not part of this build yet; use tun or proxy",
+			cfg->name);
 		return -1;
 	}
 	err = agent_open(&d->agent, cfg, d->loop);
@@ -110,15 +111,20 @@ static int start_tunnel(struct daemon *d)
 	if (peers_open(&d->agent) < 0)
 		return -1;
 	d->peers_open = true;
-	err = proxy_open(&d->agent);
+	if (cfg->mode == MODE_TUN) {
+		d->tun_open = true;
+		return tunpath_open(&d->agent);
+	}
 	d->proxy_open = true;
-	return err;
+	return proxy_open(&d->agent);
 }
 
 static void stop_tunnel(struct daemon *d)
 {
 	if (d->proxy_open)
 		proxy_close(&d->agent);
+	if (d->tun_open)
+		tunpath_close(&d->agent);
 	if (d->agent_open)
 		agent_close(&d->agent);
 	if (d->peers_open)

@@ -107,6 +107,26 @@ test_lifetime() {
 		"$(grep -o '"lifetime": {[^}]*}' <<<"$NC")" '"lifetime": {"alive_s": 2.000, "dead_s": 6.000}'
 }
 
+test_agent_discovery() {
+	# The daemon learns its own public address and NAT from its ListenPort
+	# socket at start, against coturn.
+	cat > "$LAB_DIR/pa.conf" <<-CONF
+	[Interface]
+	PrivateKey = $("$top/natctl" genkey)
+	ListenPort = 45000
+	Mode = proxy
+	ForwardTo = 127.0.0.1:51820
+	STUN = $COTURN1:3478
+	CONF
+	lab_spawn port "$LAB_DIR/pa.log" "$top/natagent" -c "$LAB_DIR/pa.conf"
+	local want="public address $(lab_wan_ip port):45000 (via $COTURN1:3478); NAT: port-restricted cone"
+	wait_for 15 grep -q "public address" "$LAB_DIR/pa.log"
+	tap_diag "$(grep "public address" "$LAB_DIR/pa.log")"
+	tap_check "natagent logs its public address and NAT type, learnt on its own port" \
+		grep -qF "$want" "$LAB_DIR/pa.log"
+	kill "$LAB_LAST_PID"
+}
+
 test_service_stats() {
 	kill -TERM "$RDV_PID"
 	wait_for 5 grep -q "STUN service answered" "$LAB_DIR/rdv.log"
@@ -126,5 +146,6 @@ test_netcheck "$COTURN1" coturn
 test_netcheck "$RDV1" natagent
 test_stun_client
 test_lifetime
+test_agent_discovery
 test_service_stats
 tap_done
