@@ -7,7 +7,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CMSG_SPACE_ALL (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)) * 2)
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h */
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+#define CMSG_SPACE_ALL (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)) * 2 + \
+			CMSG_SPACE(sizeof(uint16_t)))
+/* A GSO send carries one UDP datagram of at most 64 KiB, cut by the kernel
+ * (or the NIC) into segments; and at most 64 segments (UDP_MAX_SEGMENTS). */
+#define GSO_MAX_BYTES 65000
+#define GSO_MAX_SEGS  64
+
+/* Cleared the first time the kernel refuses a GSO send. */
+static bool gso_ok = true;
 
 int udp_open(const struct na_endpoint *ep)
 {
@@ -146,21 +161,26 @@ union udp_cbuf {
 	struct cmsghdr align;
 };
 
-/* Fills mh for one datagram; its storage (ss, iov, cbuf) is the caller's. */
+/* Fills mh for the k datagrams o[0..k), all to one destination from one
+ * source: one datagram, or with k > 1 a GSO run whose segments are o[0].len
+ * long (the last may be shorter). Its storage (ss, iov[k], cbuf) is the
+ * caller's. */
 static void fill_msghdr(struct msghdr *mh, struct sockaddr_storage *ss, struct iovec *iov,
-			union udp_cbuf *cbuf, const struct udp_out *o)
+			union udp_cbuf *cbuf, const struct udp_out *o, unsigned k)
 {
 	size_t clen = 0;
 	struct cmsghdr *c;
 
-	iov->iov_base = (void *)o->buf;
-	iov->iov_len = o->len;
+	for (unsigned i = 0; i < k; i++) {
+		iov[i].iov_base = (void *)o[i].buf;
+		iov[i].iov_len = o[i].len;
+	}
 	memset(mh, 0, sizeof(*mh));
 	memset(cbuf, 0, sizeof(*cbuf));
 	mh->msg_name = ss;
 	mh->msg_namelen = na_endpoint_to_sockaddr(&o->to, ss);
 	mh->msg_iov = iov;
-	mh->msg_iovlen = 1;
+	mh->msg_iovlen = k;
 	mh->msg_control = cbuf->buf;
 	mh->msg_controllen = sizeof(cbuf->buf);
 	c = CMSG_FIRSTHDR(mh);
@@ -190,6 +210,15 @@ static void fill_msghdr(struct msghdr *mh, struct sockaddr_storage *ss, struct i
 		c->cmsg_len = CMSG_LEN(sizeof(v));
 		memcpy(CMSG_DATA(c), &v, sizeof(v));
 		clen += CMSG_SPACE(sizeof(v));
+		c = CMSG_NXTHDR(mh, c);
+	}
+	if (k > 1) {
+		uint16_t seg = (uint16_t)o->len;
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(seg));
+		memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+		clen += CMSG_SPACE(sizeof(seg));
 	}
 	mh->msg_controllen = clen;
 	if (!clen)
@@ -207,29 +236,65 @@ int udp_send(int fd, const void *buf, size_t len, const struct na_endpoint *to,
 
 	if (src)
 		o.src = *src;
-	fill_msghdr(&mh, &ss, &iov, &cbuf, &o);
+	fill_msghdr(&mh, &ss, &iov, &cbuf, &o, 1);
 	return sendmsg(fd, &mh, 0) < 0 ? -errno : 0;
+}
+
+static bool same_flow(const struct udp_out *a, const struct udp_out *b)
+{
+	return a->tos == b->tos && na_endpoint_equal(&a->to, &b->to) &&
+	       a->src.family == b->src.family &&
+	       (!a->src.family || na_ip_equal(&a->src, &b->src));
+}
+
+/* How many of out[0..n) one message can carry: a GSO run of equal-size
+ * datagrams to one destination (the last may be shorter), or one. */
+static unsigned run_length(const struct udp_out *out, unsigned n)
+{
+	unsigned k = 1;
+	size_t total = out[0].len;
+
+	if (!gso_ok)
+		return 1;
+	while (k < n && k < GSO_MAX_SEGS && out[k - 1].len == out[0].len &&
+	       out[k].len <= out[0].len && total + out[k].len <= GSO_MAX_BYTES &&
+	       same_flow(&out[0], &out[k]))
+		total += out[k++].len;
+	return k;
 }
 
 int udp_send_batch(int fd, const struct udp_out *out, unsigned n)
 {
 	struct mmsghdr mm[UDP_BATCH];
 	struct sockaddr_storage ss[UDP_BATCH];
-	struct iovec iov[UDP_BATCH];
+	struct iovec iov[GSO_MAX_SEGS * 2];
 	union udp_cbuf cbuf[UDP_BATCH];
+	unsigned segs[UDP_BATCH];
 	unsigned done = 0;
 
 	while (done < n) {
-		unsigned k = n - done > UDP_BATCH ? UDP_BATCH : n - done;
-		for (unsigned i = 0; i < k; i++) {
-			fill_msghdr(&mm[i].msg_hdr, &ss[i], &iov[i], &cbuf[i], &out[done + i]);
-			mm[i].msg_len = 0;
+		unsigned m = 0, used = 0;
+		/* Fill messages until the batch or the iovec room runs out. */
+		while (done + used < n && m < UDP_BATCH) {
+			unsigned k = run_length(&out[done + used], n - done - used);
+			if (used + k > sizeof(iov) / sizeof(*iov))
+				break;
+			fill_msghdr(&mm[m].msg_hdr, &ss[m], &iov[used], &cbuf[m], &out[done + used], k);
+			mm[m].msg_len = 0;
+			segs[m++] = k;
+			used += k;
 		}
-		int r = sendmmsg(fd, mm, k, 0);
+		int r = sendmmsg(fd, mm, m, 0);
+		if (r < 0 && gso_ok && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
+		    segs[0] > 1) {
+			gso_ok = false; /* this kernel or device cannot: one by one */
+			continue;
+		}
 		if (r <= 0)
 			break;
-		done += (unsigned)r;
-		if ((unsigned)r < k)
+		for (int i = 0; i < r; i++)
+			done += segs[i];
+		if ((unsigned)r < m)
 			break;
 	}
 	return (int)done;
