@@ -222,10 +222,27 @@ int peers_open(struct agent *a)
 	return 0;
 }
 
+/* Until natctl show exists, what each peer carried and every reason a
+ * datagram was dropped goes to the log when the agent stops. */
+static void log_stats(const struct peer *p)
+{
+	const struct peer_stats *st = &p->st;
+
+	log_info("%s: peer %s: sent %llu datagrams (%llu bytes), received %llu (%llu bytes); "
+		 "dropped: %llu too big, %llu queue full, %llu no session, %llu spoofed, %llu bad",
+		 p->a->cfg->name, p->name, (unsigned long long)st->tx_dgrams,
+		 (unsigned long long)st->tx_bytes, (unsigned long long)st->rx_dgrams,
+		 (unsigned long long)st->rx_bytes, (unsigned long long)st->drop_too_big,
+		 (unsigned long long)st->drop_full, (unsigned long long)st->drop_down,
+		 (unsigned long long)st->drop_spoofed, (unsigned long long)st->drop_bad);
+}
+
 void peers_close(struct agent *a)
 {
-	for (unsigned i = 0; i < a->n_peers; i++)
+	for (unsigned i = 0; i < a->n_peers; i++) {
 		loop_timer_cancel(a->loop, &a->peers[i].dial_timer);
+		log_stats(&a->peers[i]);
+	}
 	free(a->peers);
 	a->peers = NULL;
 	a->n_peers = 0;

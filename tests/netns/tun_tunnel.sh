@@ -112,4 +112,10 @@ tap_check "wrong pinned key: no tunnel" sh -c "! ip netns exec $(lab_ns a) ping 
 tap_check "wrong pinned key: the log names the key and the reason" \
 	wait_for 10 sh -c "grep -hE 'presented key .* expected|is not accepted|bad certificate' $LAB_DIR/a.log $LAB_DIR/b.log"
 tap_diag "$(grep -hE 'presented key|not accepted|bad certificate' "$LAB_DIR/a.log" "$LAB_DIR/b.log" | sort -u | head -3)"
+
+kill -TERM "$PID_a"
+wait_for 5 grep -q "dropped:" "$LAB_DIR/a.log"
+tap_diag "$(grep "dropped:" "$LAB_DIR/a.log")"
+tap_check "on exit a reports the spoofed packets it dropped" \
+	grep -qE "dropped: .* [1-9][0-9]* spoofed" "$LAB_DIR/a.log"
 tap_done
