@@ -44,6 +44,12 @@ static void emit(struct config_ctx *ctx, bool warning, const char *fmt, ...)
 
 #define error(ctx, ...) emit(ctx, false, __VA_ARGS__)
 
+void config_error_to_stderr(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", msg);
+}
+
 bool config_name_from_path(char out[CONFIG_NAME_MAX], const char *path)
 {
 	const char *base = strrchr(path, '/');

@@ -86,6 +86,8 @@ struct config {
 };
 
 typedef void (*config_error_fn)(void *arg, const char *msg);
+/* A config_error_fn for command-line tools: one message a line on stderr. */
+void config_error_to_stderr(void *arg, const char *msg);
 
 struct config_ctx {
 	struct config *cfg;

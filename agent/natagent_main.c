@@ -20,12 +20,6 @@ static void usage(FILE *out)
 		"  -B        no BPF: do in userspace what the XDP/tc programs would\n");
 }
 
-static void print_config_error(void *arg, const char *msg)
-{
-	(void)arg;
-	fprintf(stderr, "%s\n", msg);
-}
-
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
@@ -49,7 +43,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	if (!config_load(&cfg, path, print_config_error, NULL))
+	if (!config_load(&cfg, path, config_error_to_stderr, NULL))
 		return 1;
 	if (check_only) {
 		if (verbose)

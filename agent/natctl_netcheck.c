@@ -164,12 +164,6 @@ static void usage(void)
 		"  --json      machine-readable output\n");
 }
 
-static void print_config_error(void *arg, const char *msg)
-{
-	(void)arg;
-	fprintf(stderr, "%s\n", msg);
-}
-
 int natctl_netcheck(int argc, char **argv)
 {
 	static const struct option long_opts[] = {
@@ -220,7 +214,7 @@ int natctl_netcheck(int argc, char **argv)
 	}
 	if (config) {
 		struct config cfg;
-		if (!config_load(&cfg, config, print_config_error, NULL))
+		if (!config_load(&cfg, config, config_error_to_stderr, NULL))
 			return 1;
 		for (unsigned i = 0; i < cfg.n_stun && n_servers < DISCOVERY_MAX_SERVERS; i++)
 			servers[n_servers++] = cfg.stun[i];

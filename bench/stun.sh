@@ -16,9 +16,7 @@ load="$top/$B/bench/stunload"
 
 if [[ $(id -u) != 0 ]]; then echo "bench/stun: needs root (namespaces)"; exit 0; fi
 [[ -x $load ]] || { echo "bench/stun: $load not built (make bench)"; exit 1; }
-trap lab_cleanup EXIT
-trap 'lab_cleanup; exit 130' INT
-trap 'lab_cleanup; exit 143' TERM
+lab_traps
 
 lab_internet && lab_server coturn 198.18.0.10 198.18.0.11 &&
 	lab_server natagent 198.18.0.30 198.18.0.31 && lab_server load 198.18.0.50 &&

@@ -20,9 +20,7 @@ if [[ $(id -u) != 0 ]]; then echo "bench/tunnel: needs root (namespaces)"; exit 
 for tool in iperf3 wireguard-go wg; do
 	command -v $tool >/dev/null || { echo "bench/tunnel: $tool missing (make deps)"; exit 1; }
 done
-trap lab_cleanup EXIT
-trap 'lab_cleanup; exit 130' INT
-trap 'lab_cleanup; exit 143' TERM
+lab_traps
 
 IP_A=198.18.0.61 IP_B=198.18.0.62
 sfx=$RANDOM

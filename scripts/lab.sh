@@ -563,6 +563,14 @@ lab_dump() {
 
 # ---------------------------------------------------------------- cleanup
 
+# lab_traps: run lab_cleanup on exit and on INT/TERM (with the usual exit
+# statuses), as every test and benchmark that builds a lab must.
+lab_traps() {
+	trap lab_cleanup EXIT
+	trap 'lab_cleanup; exit 130' INT
+	trap 'lab_cleanup; exit 143' TERM
+}
+
 # lab_cleanup: remove everything this run made: stop the processes lab_spawn
 # started (TERM, then KILL after 3 s), kill any other process still inside
 # this run's namespaces (only this run can have put one there), delete the

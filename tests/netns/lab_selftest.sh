@@ -15,9 +15,7 @@ for tool in turnserver stun nft conntrack ping ss /usr/bin/python3; do
 	command -v "$tool" >/dev/null || tap_skip_all "$tool not installed"
 done
 
-trap lab_cleanup EXIT
-trap 'lab_cleanup; exit 130' INT
-trap 'lab_cleanup; exit 143' TERM
+lab_traps
 
 KINDS="public eim addr port symmetric cgnat"
 STUN1=198.18.0.10 STUN2=198.18.0.11 OUTSIDE=198.18.0.20 RPORT=4000

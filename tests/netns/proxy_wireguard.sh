@@ -16,9 +16,7 @@ top=$(cd "$here/../.." && pwd)
 for tool in wireguard-go wg; do
 	command -v "$tool" >/dev/null || tap_skip_all "$tool not installed"
 done
-trap lab_cleanup EXIT
-trap 'lab_cleanup; exit 130' INT
-trap 'lab_cleanup; exit 143' TERM
+lab_traps
 
 IP_A=198.18.0.41 IP_B=198.18.0.42
 # wireguard-go's UAPI sockets share /var/run/wireguard across namespaces: the

@@ -17,9 +17,7 @@ for tool in turnserver stun nft; do
 	command -v "$tool" >/dev/null || tap_skip_all "$tool not installed"
 done
 
-trap lab_cleanup EXIT
-trap 'lab_cleanup; exit 130' INT
-trap 'lab_cleanup; exit 143' TERM
+lab_traps
 
 KINDS="public eim addr port symmetric cgnat"
 COTURN1=198.18.0.10 COTURN2=198.18.0.11

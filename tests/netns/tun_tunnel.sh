@@ -17,9 +17,7 @@ top=$(cd "$here/../.." && pwd)
 
 [[ $(id -u) == 0 ]] || tap_skip_all "needs root"
 command -v iperf3 >/dev/null || tap_skip_all "iperf3 not installed"
-trap lab_cleanup EXIT
-trap 'lab_cleanup; exit 130' INT
-trap 'lab_cleanup; exit 143' TERM
+lab_traps
 
 IP_A=198.18.0.51 IP_B=198.18.0.52
 natctl=$top/natctl natagent=$top/natagent
