@@ -12,7 +12,7 @@ PKGS=(
   # lab and tests: the real peers natagent is checked against
   iproute2 nftables conntrack iputils-ping iperf3 coturn stun-client
   miniupnpd-nftables miniupnpc natpmpc wireguard-go wireguard-tools
-  tcpdump systemd procps
+  tcpdump systemd procps python3
 )
 
 missing=()
