@@ -727,11 +727,12 @@ int bpf_path_cache_get(struct bpf_path *p, const struct natpath_cache_key *k,
 	return 0;
 }
 
-int bpf_path_cache_foreach(struct bpf_path *p, bpf_path_cache_fn fn, void *ctx)
+/* The walks below take map fds, so that bpf_pins (natctl, reading what a
+ * running agent pinned) shares them with the loaded bpf_path. */
+static int maps_cache_foreach(int fd, bpf_path_cache_fn fn, void *ctx)
 {
 	struct natpath_cache_key k, next;
 	struct natpath_cache_val v;
-	int fd = bpf_map__fd(p->skel->maps.nat_cache);
 	const void *cur = NULL;
 	int err;
 
@@ -745,6 +746,11 @@ int bpf_path_cache_foreach(struct bpf_path *p, bpf_path_cache_fn fn, void *ctx)
 			return err;
 	}
 	return errno == ENOENT ? 0 : path_err(-errno, "walking nat_cache");
+}
+
+int bpf_path_cache_foreach(struct bpf_path *p, bpf_path_cache_fn fn, void *ctx)
+{
+	return maps_cache_foreach(bpf_map__fd(p->skel->maps.nat_cache), fn, ctx);
 }
 
 int bpf_path_cache_set_flags(struct bpf_path *p, const struct natpath_cache_key *k,
@@ -763,8 +769,7 @@ int bpf_path_cache_set_flags(struct bpf_path *p, const struct natpath_cache_key 
 
 /* ---- stats ---- */
 
-int bpf_path_stats_get(struct bpf_path *p, const struct natpath_stats_key *k,
-		       struct natpath_stat *sum)
+static int maps_stats_get(int fd, const struct natpath_stats_key *k, struct natpath_stat *sum)
 {
 	int ncpu = libbpf_num_possible_cpus(), i, err = 0;
 	struct natpath_stat *vals;
@@ -777,7 +782,7 @@ int bpf_path_stats_get(struct bpf_path *p, const struct natpath_stats_key *k,
 	if (!vals)
 		return path_err(-ENOMEM, "stats");
 	memset(sum, 0, sizeof(*sum));
-	if (bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.stats), k, vals))
+	if (bpf_map_lookup_elem(fd, k, vals))
 		err = -errno;
 	for (i = 0; !err && i < ncpu; i++) {
 		sum->packets += vals[i].packets;
@@ -787,18 +792,23 @@ int bpf_path_stats_get(struct bpf_path *p, const struct natpath_stats_key *k,
 	return err;
 }
 
-int bpf_path_stats_foreach(struct bpf_path *p, bpf_path_stats_fn fn, void *ctx)
+int bpf_path_stats_get(struct bpf_path *p, const struct natpath_stats_key *k,
+		       struct natpath_stat *sum)
+{
+	return maps_stats_get(bpf_map__fd(p->skel->maps.stats), k, sum);
+}
+
+static int maps_stats_foreach(int fd, bpf_path_stats_fn fn, void *ctx)
 {
 	struct natpath_stats_key k, next;
 	struct natpath_stat sum;
-	int fd = bpf_map__fd(p->skel->maps.stats);
 	const void *cur = NULL;
 	int err;
 
 	while (bpf_map_get_next_key(fd, cur, &next) == 0) {
 		k = next;
 		cur = &k;
-		err = bpf_path_stats_get(p, &k, &sum);
+		err = maps_stats_get(fd, &k, &sum);
 		if (err == -ENOENT)
 			continue;
 		if (!err)
@@ -807,6 +817,135 @@ int bpf_path_stats_foreach(struct bpf_path *p, bpf_path_stats_fn fn, void *ctx)
 			return err;
 	}
 	return errno == ENOENT ? 0 : path_err(-errno, "walking stats");
+}
+
+int bpf_path_stats_foreach(struct bpf_path *p, bpf_path_stats_fn fn, void *ctx)
+{
+	return maps_stats_foreach(bpf_map__fd(p->skel->maps.stats), fn, ctx);
+}
+
+/* ---- ports ---- */
+
+static int maps_ports_foreach(int fd, bpf_path_port_fn fn, void *ctx)
+{
+	__u16 k, next;
+	const void *cur = NULL;
+	__u32 role;
+	int err;
+
+	while (bpf_map_get_next_key(fd, cur, &next) == 0) {
+		k = next;
+		cur = &k;
+		if (bpf_map_lookup_elem(fd, &k, &role))
+			continue;
+		err = fn(ctx, k, (enum natpath_role)role);
+		if (err)
+			return err;
+	}
+	return errno == ENOENT ? 0 : path_err(-errno, "walking ports");
+}
+
+int bpf_path_ports_foreach(struct bpf_path *p, bpf_path_port_fn fn, void *ctx)
+{
+	return maps_ports_foreach(bpf_map__fd(p->skel->maps.ports), fn, ctx);
+}
+
+/* ---- read-only access to pinned maps ---- */
+
+struct bpf_pins {
+	int cache_fd, stats_fd, ports_fd;
+};
+
+/* Opens one pinned map read-only and checks that its layout is this
+ * build's: reading another version's values as ours would print garbage. */
+static int pins_open_map(const char *dir, const char *name, __u32 type, __u32 key_size,
+			 __u32 value_size)
+{
+	LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = BPF_F_RDONLY);
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd, err;
+
+	err = path_join(path, sizeof(path), dir, name);
+	if (err)
+		return path_err(err, "%s", dir);
+	fd = bpf_obj_get_opts(path, &o);
+	if (fd < 0)
+		return path_err(-errno, "opening %s", path);
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		err = path_err(-errno, "reading what %s is", path);
+		close(fd);
+		return err;
+	}
+	if (info.type != type || info.key_size != key_size || info.value_size != value_size) {
+		close(fd);
+		return path_err(-EPROTO, "%s was pinned by another version of natagent "
+				"(type %u, key %u, value %u bytes; this one wants %u, %u, %u)",
+				path, info.type, info.key_size, info.value_size, type, key_size,
+				value_size);
+	}
+	return fd;
+}
+
+int bpf_pins_open(struct bpf_pins **out, const char *pin_dir)
+{
+	struct bpf_pins *p;
+	int err = 0;
+
+	*out = NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return path_err(-ENOMEM, "bpf_pins");
+	p->cache_fd = pins_open_map(pin_dir, "nat_cache", BPF_MAP_TYPE_LRU_HASH,
+				    sizeof(struct natpath_cache_key),
+				    sizeof(struct natpath_cache_val));
+	p->stats_fd = p->cache_fd < 0 ? -1 :
+		pins_open_map(pin_dir, "stats", BPF_MAP_TYPE_PERCPU_HASH,
+			      sizeof(struct natpath_stats_key), sizeof(struct natpath_stat));
+	p->ports_fd = p->stats_fd < 0 ? -1 :
+		pins_open_map(pin_dir, "ports", BPF_MAP_TYPE_HASH, sizeof(__u16), sizeof(__u32));
+	if (p->cache_fd < 0)
+		err = p->cache_fd;
+	else if (p->stats_fd < 0)
+		err = p->stats_fd;
+	else if (p->ports_fd < 0)
+		err = p->ports_fd;
+	if (err) {
+		bpf_pins_close(p);
+		return err;
+	}
+	*out = p;
+	return 0;
+}
+
+void bpf_pins_close(struct bpf_pins *p)
+{
+	if (!p)
+		return;
+	if (p->cache_fd >= 0)
+		close(p->cache_fd);
+	if (p->stats_fd >= 0)
+		close(p->stats_fd);
+	if (p->ports_fd >= 0)
+		close(p->ports_fd);
+	free(p);
+}
+
+int bpf_pins_cache_foreach(struct bpf_pins *p, bpf_path_cache_fn fn, void *ctx)
+{
+	return maps_cache_foreach(p->cache_fd, fn, ctx);
+}
+
+int bpf_pins_stats_foreach(struct bpf_pins *p, bpf_path_stats_fn fn, void *ctx)
+{
+	return maps_stats_foreach(p->stats_fd, fn, ctx);
+}
+
+int bpf_pins_ports_foreach(struct bpf_pins *p, bpf_path_port_fn fn, void *ctx)
+{
+	return maps_ports_foreach(p->ports_fd, fn, ctx);
 }
 
 /* ---- events ---- */
@@ -889,6 +1028,17 @@ const char *bpf_path_reason_name(unsigned reason)
 	};
 
 	return path_name(names, NATPATH_R_MAX, reason);
+}
+
+const char *bpf_path_role_name(unsigned role)
+{
+	static const char *const names[NATPATH_ROLE_MAX] = {
+		[NATPATH_ROLE_NONE] = "none", [NATPATH_ROLE_AGENT] = "agent",
+		[NATPATH_ROLE_RENDEZVOUS] = "rendezvous", [NATPATH_ROLE_ALTERNATE] = "alternate",
+		[NATPATH_ROLE_WIREGUARD] = "wireguard",
+	};
+
+	return path_name(names, NATPATH_ROLE_MAX, role);
 }
 
 const char *bpf_path_class_name(unsigned class)

@@ -96,6 +96,20 @@ int bpf_path_stats_foreach(struct bpf_path *p, bpf_path_stats_fn fn, void *ctx);
 int bpf_path_stats_get(struct bpf_path *p, const struct natpath_stats_key *k,
 		       struct natpath_stat *sum);
 
+/* Managed ports and their roles. */
+typedef int (*bpf_path_port_fn)(void *ctx, uint16_t port, enum natpath_role role);
+int bpf_path_ports_foreach(struct bpf_path *p, bpf_path_port_fn fn, void *ctx);
+
+/* Read-only access to the maps a running (or restarting) agent pinned in
+ * pin_dir, for natctl: nothing is loaded or attached. Open fails with
+ * -EPROTO when a map's layout is not this build's. */
+struct bpf_pins;
+int bpf_pins_open(struct bpf_pins **out, const char *pin_dir);
+void bpf_pins_close(struct bpf_pins *p);
+int bpf_pins_cache_foreach(struct bpf_pins *p, bpf_path_cache_fn fn, void *ctx);
+int bpf_pins_stats_foreach(struct bpf_pins *p, bpf_path_stats_fn fn, void *ctx);
+int bpf_pins_ports_foreach(struct bpf_pins *p, bpf_path_port_fn fn, void *ctx);
+
 /* Events: poll (epoll) the fd for readability, then consume; fn runs once
  * per event. Returns the number consumed, or fn's negative return. */
 int bpf_path_events_fd(const struct bpf_path *p);
@@ -107,5 +121,6 @@ const char *bpf_path_xdp_mode_name(enum bpf_path_xdp_mode mode);
 const char *bpf_path_reason_name(unsigned reason);
 const char *bpf_path_class_name(unsigned class);
 const char *bpf_path_action_name(unsigned action);
+const char *bpf_path_role_name(unsigned role);
 
 #endif

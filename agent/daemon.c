@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/fastpath.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/stunsvc.h"
@@ -21,6 +22,8 @@ struct daemon {
 	bool stun_open;
 	struct agent agent;
 	bool agent_open, peers_open, proxy_open, tun_open;
+	struct fastpath fastpath;
+	bool keep_pins; /* stopping for a restart: the BPF maps stay pinned */
 	int exit_status;
 };
 
@@ -40,9 +43,17 @@ static void on_signal(void *arg, uint32_t events)
 			loop_stop(d->loop);
 			break;
 		case SIGUSR1:
-			if (d->agent_open)
+			if (d->agent_open) {
 				log_info("%s: SIGUSR1: moved %d session(s) to a new local port",
 					 d->cfg->name, agent_rebind(&d->agent));
+				fastpath_agent_ports_changed(&d->fastpath, &d->agent);
+			}
+			break;
+		case SIGUSR2:
+			log_info("%s: stopping for a restart on %s: the BPF maps stay pinned",
+				 d->cfg->name, strsignal((int)si.ssi_signo));
+			d->keep_pins = true;
+			loop_stop(d->loop);
 			break;
 		case SIGHUP:
 			log_info("%s: SIGHUP: reload is not supported by this build; ignored",
@@ -61,6 +72,7 @@ static int open_signals(struct daemon *d)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -136,7 +148,6 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 	struct daemon d = { .cfg = cfg, .sigfd = -1, .exit_status = 1 };
 	int err;
 
-	(void)opts;
 	d.loop = loop_new();
 	if (!d.loop) {
 		log_err("%s: cannot create the event loop: %s", cfg->name, strerror(errno));
@@ -151,12 +162,14 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 		goto out;
 	if (cfg->has_mode && start_tunnel(&d) < 0)
 		goto out;
+	fastpath_start(&d.fastpath, d.loop, cfg, d.agent_open ? &d.agent : NULL, opts->no_bpf);
 	log_info("%s: ready", cfg->name);
 	err = loop_run(d.loop);
 	if (err < 0)
 		log_err("%s: event loop failed: %s", cfg->name, strerror(-err));
 	d.exit_status = err < 0 ? 1 : 0;
 out:
+	fastpath_stop(&d.fastpath, d.keep_pins);
 	stop_tunnel(&d);
 	if (d.stun_open) {
 		const struct stunsvc_stats *st = &d.stun.stats;
