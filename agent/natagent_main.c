@@ -12,12 +12,14 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: natagent [-n] [-v] [-d] [-B] -c FILE\n"
+		"Usage: natagent [-n] [-v] [-d] [-B|--no-bpf] -c FILE\n"
 		"  -c FILE   the configuration (its name, less .conf, names the interface)\n"
 		"  -n        check the configuration and exit: 0 if good, 1 if not\n"
 		"  -v        with -n, print the configuration parsed and normalised\n"
 		"  -d        debug logging\n"
-		"  -B        no BPF: do in userspace what the XDP/tc programs would\n");
+		"  -B, --no-bpf  no BPF: do in userspace what the XDP/tc programs would\n"
+		"Signals: INT/TERM stop (removing TUN, routes, XDP and pins); USR1 moves\n"
+		"dialed sessions to a new local port; USR2 stops keeping the BPF maps pinned\n");
 }
 
 int main(int argc, char **argv)
@@ -28,7 +30,13 @@ int main(int argc, char **argv)
 	struct config cfg;
 	int c;
 
-	while ((c = getopt(argc, argv, "c:nvdhB")) != -1) {
+	static const struct option long_opts[] = {
+		{ "no-bpf", no_argument, NULL, 'B' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+
+	while ((c = getopt_long(argc, argv, "c:nvdhB", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': path = optarg; break;
 		case 'n': check_only = true; break;
