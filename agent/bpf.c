@@ -224,8 +224,7 @@ static int path_load(struct bpf_path *p)
 
 /* ---- 3. XDP ---- */
 
-/* The kernel's name for a program, "" if it is gone. */
-static void path_prog_name(__u32 id, char *name, size_t len)
+void bpf_path_prog_name(__u32 id, char *name, size_t len)
 {
 	struct bpf_prog_info info;
 	__u32 info_len = sizeof(info);
@@ -248,7 +247,7 @@ static int path_xdp_check_owner(struct bpf_path *p, __u32 *id, const char *mode)
 
 	if (!*id)
 		return 0;
-	path_prog_name(*id, name, sizeof(name));
+	bpf_path_prog_name(*id, name, sizeof(name));
 	if (strcmp(name, NATPATH_XDP_PROG_NAME) == 0)
 		return 0;
 	return path_err(-EBUSY, "%s already runs XDP program '%s' (id %u, %s mode), not ours",
@@ -425,7 +424,7 @@ static int path_tc_stale(struct bpf_path *p, struct bpf_tc_hook *hook)
 		return 0;
 	if (err)
 		return path_err(err, "querying tc egress on %s", p->ifname);
-	path_prog_name(q.prog_id, name, sizeof(name));
+	bpf_path_prog_name(q.prog_id, name, sizeof(name));
 	if (strcmp(name, NATPATH_TC_PROG_NAME) == 0)
 		return 1;
 	return path_err(-EBUSY, "%s has tc filter %#x prio %#x with program '%s', not ours",

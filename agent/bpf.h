@@ -123,4 +123,7 @@ const char *bpf_path_class_name(unsigned class);
 const char *bpf_path_action_name(unsigned action);
 const char *bpf_path_role_name(unsigned role);
 
+/* The kernel's name for the BPF program with that id, "" if it is gone. */
+void bpf_path_prog_name(__u32 id, char *name, size_t len);
+
 #endif

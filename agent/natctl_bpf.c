@@ -220,22 +220,6 @@ static void remote_str(const struct natpath_cache_key *k, char *buf, size_t len)
 	na_endpoint_str(&ep, buf, len);
 }
 
-/* The kernel's name for a program, "" if it is gone. */
-static void prog_name(__u32 id, char *name, size_t len)
-{
-	struct bpf_prog_info info;
-	__u32 info_len = sizeof(info);
-	int fd = bpf_prog_get_fd_by_id(id);
-
-	name[0] = '\0';
-	if (fd < 0)
-		return;
-	memset(&info, 0, sizeof(info));
-	if (bpf_obj_get_info_by_fd(fd, &info, &info_len) == 0)
-		snprintf(name, len, "%s", info.name);
-	close(fd);
-}
-
 /* Who holds XDP on the interface, if it is in this network namespace. */
 static void xdp_state(const char *ifname, char *buf, size_t len, bool json)
 {
@@ -264,7 +248,7 @@ static void xdp_state(const char *ifname, char *buf, size_t len, bool json)
 			 "not attached (natagent stopped for a restart, or not running)");
 		return;
 	}
-	prog_name(id, name, sizeof(name));
+	bpf_path_prog_name(id, name, sizeof(name));
 	if (json)
 		snprintf(buf, len, "{\"attached\": true, \"mode\": \"%s\", \"program\": \"%s\", "
 			 "\"id\": %u}", mode, name, id);
