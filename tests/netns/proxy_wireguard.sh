@@ -88,9 +88,25 @@ tap_check "ping across the WireGuard interfaces (through natagent)" \
 	wait_for 15 lab_exec a ping -c1 -W1 10.99.0.2
 tap_check "WireGuard's handshake ran over natagent" \
 	sh -c "ip netns exec $(lab_ns a) wg show $WG_A latest-handshakes | awk '{ exit !(\$2 > 0) }'"
-# What crossed must be QUIC on port 40000, never WireGuard's own port.
-tap_check "nothing of WireGuard's reaches the link outside natagent's port" \
-	sh -c "! ip netns exec $(lab_ns a) ss -uanp | grep -q '$IP_A:51820'"
+# What crosses the link must be natagent's QUIC (port 40000), never
+# WireGuard's own packets (port 51820): count both on a's uplink.
+lab_exec a nft -f - <<'NFT'
+table inet wgcheck {
+	chain out {
+		type filter hook output priority 0;
+		oifname "eth0" udp sport 51820 counter
+		oifname "eth0" udp dport 51820 counter
+		oifname "eth0" udp sport 40000 counter
+	}
+}
+NFT
+lab_exec a ping -c3 -i0.2 -W1 10.99.0.2 >/dev/null
+counts=$(lab_exec a nft list table inet wgcheck | grep -oE 'packets [0-9]+' | awk '{ print $2 }' | tr '\n' ' ')
+tap_diag "packets on a's uplink: from port 51820, to port 51820, from port 40000: $counts"
+read -r wg_out wg_in quic_out <<<"$counts"
+tap_check "only natagent's QUIC crosses the link, none of WireGuard's own packets" \
+	test "${wg_out:-1}" = 0 -a "${wg_in:-1}" = 0 -a "${quic_out:-0}" -gt 0
+lab_exec a nft delete table inet wgcheck
 
 kill -TERM "$AGENT_PID_a"
 wait_for 5 grep -q "stopping" "$LAB_DIR/a.log"
