@@ -57,7 +57,8 @@ static void unlink_conn(struct agent *a, struct conn *c)
 	}
 }
 
-void agent_flush(struct conn *c)
+/* Sends everything the session has to send now. */
+static void flush_out(struct conn *c)
 {
 	struct agent *a = c->a;
 	struct udp_out out[TX_BATCH];
@@ -73,6 +74,10 @@ void agent_flush(struct conn *c)
 
 		if (len <= 0)
 			break;
+		if (relay_is_path(&tx.path.remote)) {
+			relay_send(a, &tx.path.remote, tx_bufs[n], (size_t)len);
+			continue;
+		}
 		path_to_endpoints(&tx.path, &local, &out[n].to);
 		/* A batch goes out on one socket: flush when the socket changes
 		 * (a path validation sends on the new path and the old). */
@@ -94,6 +99,23 @@ void agent_flush(struct conn *c)
 	}
 	if (n)
 		udp_send_batch(fd_for(a, &from), out, n);
+}
+
+void agent_flush(struct conn *c)
+{
+	struct agent *a = c->a;
+	struct conn *up;
+
+	flush_out(c);
+	/* Relayed packets went into the rendezvous session: send them now.
+	 * Only send: if that session has ended, its own timer frees it at
+	 * once, never this call (callers may be walking the list). */
+	up = rdvclient_uplink(a);
+	if (up && up != c && up->dirty) {
+		flush_out(up);
+		loop_timer_set(a->loop, &up->timer,
+			       quic_session_is_dead(up->s) ? loop_now() : quic_session_expiry(up->s));
+	}
 	if (quic_session_is_dead(c->s)) {
 		loop_timer_cancel(a->loop, &c->timer);
 		conn_dead(c);
@@ -152,7 +174,22 @@ bool agent_path(struct agent *a, const struct na_endpoint *remote, struct quic_p
 
 static void on_up(struct quic_session *s)
 {
-	conn_up(quic_session_user(s));
+	struct conn *c = quic_session_user(s);
+
+	if (c && c->role == CONN_RDV_UP)
+		rdvclient_up(c);
+	else if (c)
+		conn_up(c);
+}
+
+static void on_stream(struct quic_session *s, const uint8_t *data, size_t len)
+{
+	struct conn *c = quic_session_user(s);
+
+	if (c && c->role == CONN_RDV_UP)
+		rdvclient_stream(c, data, len);
+	else if (c && c->role == CONN_RDV_REG)
+		rdv_server_stream(c, data, len);
 }
 
 static void on_datagram(struct quic_session *s, const uint8_t *data, size_t len)
@@ -163,6 +200,14 @@ static void on_datagram(struct quic_session *s, const uint8_t *data, size_t len)
 	uint64_t ctx;
 	size_t plen;
 
+	if (c && c->role == CONN_RDV_UP) {
+		rdvclient_datagram(c, data, len);
+		return;
+	}
+	if (c && c->role == CONN_RDV_REG) {
+		rdv_server_datagram(c, data, len);
+		return;
+	}
 	if (!p)
 		return;
 	if (!quic_dgram_decode(data, len, &ctx, &payload, &plen)) {
@@ -186,8 +231,14 @@ static void on_path(struct quic_session *s, enum quic_path_event ev, const struc
 	struct na_endpoint local, remote;
 	char l[NA_ENDPOINT_STRLEN], r[NA_ENDPOINT_STRLEN];
 
+	if (c->role == CONN_RDV_REG) {
+		if (ev == QUIC_PATH_MIGRATED)
+			rdv_server_path(c);
+		return;
+	}
 	path_to_endpoints(path, &local, &remote);
-	log_info("%s: peer %s: path %s -> %s %s", c->a->cfg->name, c->peer ? c->peer->name : "?",
+	log_info("%s: %s %s: path %s -> %s %s", c->a->cfg->name,
+		 c->role == CONN_RDV_UP ? "rendezvous" : "peer", c->peer ? c->peer->name : "",
 		 na_endpoint_str(&local, l, sizeof(l)), na_endpoint_str(&remote, r, sizeof(r)),
 		 ev == QUIC_PATH_VALIDATED ? "validated" : ev == QUIC_PATH_FAILED ? "failed" : "in use");
 }
@@ -195,27 +246,25 @@ static void on_path(struct quic_session *s, enum quic_path_event ev, const struc
 static const struct quic_session_ops ops = {
 	.up = on_up,
 	.datagram = on_datagram,
+	.stream = on_stream,
 	.path = on_path,
 };
 
 static bool accept_key(void *arg, const uint8_t key[QUIC_KEY_LEN])
 {
-	return peer_by_key(arg, key) != NULL;
+	return peer_by_key(arg, key) != NULL || rdv_server_accepts(arg, key);
 }
 
 /* ---- the shared sockets ---- */
 
-static void input_quic(struct agent *a, const struct agent_sock *sock, struct udp_msg *m)
+void agent_input_quic(struct agent *a, const uint8_t *pkt, size_t len,
+		      const struct quic_path *path, uint8_t ecn)
 {
-	struct na_endpoint local = { .ip = m->local, .port = sock->port };
 	struct quic_session *s = NULL;
-	struct quic_path path;
 	size_t outlen = 0;
 	struct conn *c;
 
-	na_endpoint_to_sockaddr(&local, &path.local);
-	na_endpoint_to_sockaddr(&m->from, &path.remote);
-	switch (quic_demux_input(a->demux, m->buf, m->len, &path, m->tos & 3, loop_now(), &s,
+	switch (quic_demux_input(a->demux, pkt, len, path, ecn, loop_now(), &s,
 				 reply_buf, sizeof(reply_buf), &outlen)) {
 	case QUIC_DEMUX_ACCEPTED:
 		c = conn_new(a, s);
@@ -232,11 +281,29 @@ static void input_quic(struct agent *a, const struct agent_sock *sock, struct ud
 			c->dirty = true;
 		break;
 	case QUIC_DEMUX_REPLY:
-		udp_send(sock->fd, reply_buf, outlen, &m->from, &m->local, 0);
+		if (relay_is_path(&path->remote)) {
+			relay_send(a, &path->remote, reply_buf, outlen);
+		} else {
+			struct na_endpoint local, remote;
+			path_to_endpoints(path, &local, &remote);
+			udp_send(fd_for(a, &local), reply_buf, outlen, &remote, &local.ip, 0);
+		}
 		break;
 	case QUIC_DEMUX_DROP:
 		break;
 	}
+}
+
+static void input_quic(struct agent *a, const struct agent_sock *sock, struct udp_msg *m)
+{
+	struct na_endpoint local = { .ip = m->local, .port = sock->port };
+	struct quic_path path;
+
+	na_endpoint_to_sockaddr(&local, &path.local);
+	na_endpoint_to_sockaddr(&m->from, &path.remote);
+	agent_input_quic(a, m->buf, m->len, &path, m->tos & 3);
+	/* Packets relayed to us came out of that read: feed them in now. */
+	relay_drain(a);
 }
 
 /* STUN on the shared port: our own discovery's answers, else requests from
@@ -251,6 +318,10 @@ static void input_stun(struct agent *a, const struct agent_sock *sock, struct ud
 	if (a->disc_running && sock == &a->socks[0] &&
 	    discovery_input(&a->disc, m->buf, m->len, &m->from))
 		return;
+	if (sock->stun_service && a->stun) {
+		stunsvc_handle(a->stun, 0, m->buf, m->len, &m->from);
+		return;
+	}
 	if (stun_server_answer(&sc, m->buf, m->len, &m->from, &sc.primary, reply_buf,
 			       sizeof(reply_buf), &r) == STUN_SERVER_SEND)
 		udp_send(sock->fd, reply_buf, r.len, &r.to, &m->local, 0);
@@ -288,10 +359,10 @@ static void on_readable(void *arg, uint32_t events)
 	}
 }
 
-static int open_socket(struct agent *a, int idx, int family, uint16_t port)
+static int open_socket_at(struct agent *a, int idx, struct na_endpoint ep)
 {
-	struct na_endpoint ep = { .ip.family = (uint8_t)family, .port = port };
 	struct agent_sock *sock = &a->socks[idx];
+	int family = ep.ip.family;
 	int fd = udp_open(&ep), err;
 
 	if (fd < 0)
@@ -310,6 +381,22 @@ static int open_socket(struct agent *a, int idx, int family, uint16_t port)
 	return err;
 }
 
+static int open_socket(struct agent *a, int idx, int family, uint16_t port)
+{
+	struct na_endpoint ep = { .ip.family = (uint8_t)family, .port = port };
+
+	return open_socket_at(a, idx, ep);
+}
+
+int agent_open_rdv_socket(struct agent *a, const struct na_endpoint *listen)
+{
+	int err = open_socket_at(a, AGENT_SOCK_RDV, *listen);
+
+	if (err == 0)
+		a->socks[AGENT_SOCK_RDV].stun_service = true;
+	return err;
+}
+
 int agent_rebind(struct agent *a)
 {
 	int moved = 0, idx[2] = { -1, -1 };
@@ -320,7 +407,8 @@ int agent_rebind(struct agent *a)
 		struct quic_path path;
 		int fam, err;
 
-		if (quic_session_is_server(c->s) || !quic_session_is_up(c->s))
+		if (quic_session_is_server(c->s) || !quic_session_is_up(c->s) ||
+		    relay_is_path(&cur->local))
 			continue;
 		path_to_endpoints(cur, &local, &remote);
 		fam = local.ip.family == AF_INET6 ? 1 : 0;
@@ -328,7 +416,7 @@ int agent_rebind(struct agent *a)
 			/* One new socket per family, in the first free slot past
 			 * ListenPort's; an old moved-to socket is reused when full. */
 			int slot = -1;
-			for (int i = 2; i < AGENT_MAX_SOCKS && slot < 0; i++)
+			for (int i = AGENT_SOCK_RDV + 1; i < AGENT_MAX_SOCKS && slot < 0; i++)
 				if (a->socks[i].fd < 0)
 					slot = i;
 			if (slot < 0 || open_socket(a, slot, local.ip.family, 0) < 0) {

@@ -3,7 +3,10 @@
  *   agent.c  sockets on ListenPort (one per family), RFC 9443 demux, sending
  *   peer.c   peers from the config, their sessions, dialing and redialing
  *   proxy.c  proxy mode: a UDP endpoint per peer for a local VPN
- *   tunpath.c tun mode: IP packets between the TUN device and peers */
+ *   tunpath.c tun mode: IP packets between the TUN device and peers
+ *   rdvclient.c our session to the rendezvous: registration, relay uplink
+ *   relay.c  relayed paths: peer sessions carried inside that session
+ *   rendezvous.c the rendezvous service, when this agent is one */
 #ifndef NATAGENT_AGENT_AGENT_H
 #define NATAGENT_AGENT_AGENT_H
 
@@ -27,6 +30,16 @@ struct peer_stats {
 
 struct agent;
 struct peer;
+struct rdvclient;
+struct rdv_server;
+struct rdv_reg;
+
+/* What a QUIC session is for. */
+enum conn_role {
+	CONN_PEER,      /* a peer-to-peer session (or a server one not up yet) */
+	CONN_RDV_UP,    /* our session to the rendezvous */
+	CONN_RDV_REG,   /* a peer registered at our rendezvous service */
+};
 
 /* One QUIC session and its timer; a peer has at most a current one and, for
  * a moment, a newer one that replaces it. */
@@ -38,6 +51,8 @@ struct conn {
 	struct conn *next;
 	uint64_t created;
 	bool dirty; /* has queued work: flush at the end of this turn */
+	enum conn_role role;
+	struct rdv_reg *reg; /* CONN_RDV_REG */
 };
 
 struct peer {
@@ -48,6 +63,11 @@ struct peer {
 	struct loop_timer dial_timer;
 	uint64_t backoff;
 	uint64_t up_since;
+	unsigned idx;        /* in agent.peers: names its relayed path */
+	bool dialed_relay;   /* the last dial went through the rendezvous */
+	bool try_relay;      /* next dial: through the rendezvous (if both ways exist) */
+	bool up_since_dial;  /* the session of the last dial came up */
+	char last_error[96]; /* why the last session ended */
 	struct peer_stats st;
 	/* proxy mode */
 	int proxy_fd;
@@ -60,9 +80,21 @@ struct agent_sock {
 	int fd; /* -1 if not open */
 	uint8_t family;
 	uint16_t port;
+	bool stun_service; /* STUN here goes to the rendezvous's STUN service */
+};
+
+/* Packets of peer sessions carried through our rendezvous session. */
+struct relay_stats {
+	uint64_t tx, rx;
+	uint64_t drop_down;     /* no registered rendezvous session */
+	uint64_t drop_too_big;  /* larger than that session's datagrams */
+	uint64_t drop_full;     /* its datagram queue full */
+	uint64_t drop_unknown;  /* from a key that is none of our peers */
+	uint64_t drop_queue;    /* more in one read than the inbound queue holds */
 };
 
 #define AGENT_MAX_SOCKS 8
+#define AGENT_SOCK_RDV  2 /* the rendezvous service's Listen socket, if any */
 
 struct agent {
 	struct config *cfg;
@@ -82,6 +114,9 @@ struct agent {
 	bool disc_running, have_report;
 	struct nat_report report;
 	struct tunpath *tun;  /* tun mode */
+	struct rdvclient *rdv;     /* our rendezvous, if configured */
+	struct rdv_server *rdvsrv; /* our rendezvous service, if we are one */
+	struct relay_stats relay;
 };
 
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop);
@@ -100,6 +135,13 @@ void agent_flush_dirty(struct agent *a);
 int agent_rebind(struct agent *a);
 /* The path towards remote from this agent's socket of that family. */
 bool agent_path(struct agent *a, const struct na_endpoint *remote, struct quic_path *path);
+/* Routes one received QUIC packet, from a socket or out of the relay;
+ * replies (version negotiation, stateless reset) go back the same way. */
+void agent_input_quic(struct agent *a, const uint8_t *pkt, size_t len,
+		      const struct quic_path *path, uint8_t ecn);
+/* Opens the rendezvous service's Listen socket (QUIC and STUN on one port):
+ * the agent reads it; STUN requests there go to the STUN service. */
+int agent_open_rdv_socket(struct agent *a, const struct na_endpoint *listen);
 
 /* peer.c */
 int peers_open(struct agent *a);
@@ -110,6 +152,48 @@ struct peer *peer_by_key(struct agent *a, const uint8_t key[KEY_LEN]);
 bool peer_send(struct peer *p, uint64_t ctx, const uint8_t *data, size_t len);
 void conn_up(struct conn *c);
 void conn_dead(struct conn *c);
+/* The rendezvous can carry sessions now: dial the peers that wait for it. */
+void peers_relay_ready(struct agent *a);
+/* How a peer is reached now, for status: "direct", "relay" or "none". */
+const char *peer_path_kind(const struct peer *p);
+
+/* rdvclient.c */
+int rdvclient_open(struct agent *a);
+void rdvclient_close(struct agent *a);
+void rdvclient_up(struct conn *c);
+void rdvclient_stream(struct conn *c, const uint8_t *data, size_t len);
+void rdvclient_datagram(struct conn *c, const uint8_t *data, size_t len);
+void rdvclient_dead(struct conn *c);
+/* Whether a peer session can be carried through the rendezvous now. */
+bool rdvclient_can_relay(struct agent *a);
+/* The registered rendezvous session, which carries relayed packets; NULL
+ * while there is none. */
+struct conn *rdvclient_uplink(struct agent *a);
+
+/* relay.c: a relayed path is an ordinary QUIC path between two addresses
+ * of the discard prefix 100::/64 (RFC 6666), never on a wire: ours, and
+ * one per peer that names it. Packets the sessions send there are wrapped
+ * into the rendezvous session's DATAGRAMs. */
+void relay_path(struct agent *a, const struct peer *p, struct quic_path *path);
+bool relay_is_path(const struct sockaddr_storage *ss);
+/* Sends one packet a session wrote for a relayed path. */
+void relay_send(struct agent *a, const struct sockaddr_storage *to, const uint8_t *pkt,
+		size_t len);
+/* Takes a packet out of a relay datagram (inside the rendezvous session's
+ * read) and feeds it to its session once that read is over. */
+void relay_queue(struct agent *a, const uint8_t key[KEY_LEN], const uint8_t *pkt, size_t len);
+void relay_drain(struct agent *a);
+
+/* rendezvous.c */
+int rdv_server_open(struct agent *a);
+void rdv_server_close(struct agent *a);
+bool rdv_server_accepts(struct agent *a, const uint8_t key[KEY_LEN]);
+void rdv_server_up(struct conn *c);
+void rdv_server_stream(struct conn *c, const uint8_t *data, size_t len);
+void rdv_server_datagram(struct conn *c, const uint8_t *data, size_t len);
+void rdv_server_dead(struct conn *c);
+/* The registered peer's session moved to a new path (a new NAT mapping). */
+void rdv_server_path(struct conn *c);
 
 /* proxy.c */
 int proxy_open(struct agent *a);

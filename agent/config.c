@@ -16,7 +16,7 @@ enum key_id {
 	K_PRIVATE_KEY, K_LISTEN_PORT, K_MODE, K_MTU, K_RENDEZVOUS, K_RENDEZVOUS_KEY,
 	K_PORT_MAPPING, K_FORWARD_TO, K_AUTONAT, K_IDLE,
 	K_PUBLIC_KEY, K_ENDPOINT, K_KEEPALIVE, K_LOCAL_ENDPOINT,
-	K_LISTEN, K_ALTERNATE, K_COUNT
+	K_LISTEN, K_ALTERNATE, K_MAX_PEERS, K_MSG_RATE, K_RELAY_RATE, K_RELAY_TOTAL, K_COUNT
 };
 
 static void emit(struct config_ctx *ctx, bool warning, const char *fmt, ...)
@@ -75,6 +75,10 @@ void config_init(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->mtu = CONFIG_DEFAULT_MTU;
 	cfg->idle_timeout = CONFIG_DEFAULT_IDLE;
+	cfg->rdv.max_peers = CONFIG_RDV_MAX_PEERS;
+	cfg->rdv.message_rate = CONFIG_RDV_MESSAGE_RATE;
+	cfg->rdv.relay_rate = CONFIG_RDV_RELAY_RATE;
+	cfg->rdv.relay_rate_total = CONFIG_RDV_RELAY_TOTAL;
 	/* Default order: UPnP first because home routers most often speak it,
 	 * PCP before NAT-PMP because PCP supersedes it and also does IPv6. */
 	cfg->portmap[0] = PORTMAP_UPNP;
@@ -324,6 +328,10 @@ static const struct key_def keys[] = {
 	{ "LocalEndpoint", SEC_PEER, K_LOCAL_ENDPOINT },
 	{ "Listen", SEC_RENDEZVOUS, K_LISTEN },
 	{ "AlternateListen", SEC_RENDEZVOUS, K_ALTERNATE },
+	{ "MaxPeers", SEC_RENDEZVOUS, K_MAX_PEERS },
+	{ "MessageRate", SEC_RENDEZVOUS, K_MSG_RATE },
+	{ "RelayRate", SEC_RENDEZVOUS, K_RELAY_RATE },
+	{ "RelayRateTotal", SEC_RENDEZVOUS, K_RELAY_TOTAL },
 };
 
 static const char *section_name(int s)
@@ -417,6 +425,14 @@ static void apply_rendezvous(struct config_ctx *ctx, int id, const char *name, c
 		r->has_listen = parse_endpoint(ctx, name, v, &r->listen);
 	else if (id == K_ALTERNATE)
 		r->has_alternate = parse_endpoint(ctx, name, v, &r->alternate);
+	else if (id == K_MAX_PEERS)
+		parse_uint_range(ctx, name, v, 1, 10000000, &r->max_peers);
+	else if (id == K_MSG_RATE)
+		parse_uint_range(ctx, name, v, 0, 100000, &r->message_rate);
+	else if (id == K_RELAY_RATE)
+		parse_uint_range(ctx, name, v, 0, 30000, &r->relay_rate);
+	else if (id == K_RELAY_TOTAL)
+		parse_uint_range(ctx, name, v, 0, 30000, &r->relay_rate_total);
 }
 
 static void apply_list(struct config_ctx *ctx, const struct key_def *k, const char *v)
@@ -823,5 +839,9 @@ void config_print(const struct config *cfg, FILE *out)
 		print_endpoints(out, "Listen", &cfg->rdv.listen, 1);
 		if (cfg->rdv.has_alternate)
 			print_endpoints(out, "AlternateListen", &cfg->rdv.alternate, 1);
+		fprintf(out, "MaxPeers = %u\n", cfg->rdv.max_peers);
+		fprintf(out, "MessageRate = %u\n", cfg->rdv.message_rate);
+		fprintf(out, "RelayRate = %u\n", cfg->rdv.relay_rate);
+		fprintf(out, "RelayRateTotal = %u\n", cfg->rdv.relay_rate_total);
 	}
 }

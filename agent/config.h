@@ -27,6 +27,12 @@ enum portmap_proto { PORTMAP_UPNP, PORTMAP_PCP, PORTMAP_NATPMP, PORTMAP_COUNT };
 #define CONFIG_DEFAULT_MTU        1280
 #define CONFIG_DEFAULT_KEEPALIVE  25  /* seconds, where a NAT needs one */
 #define CONFIG_DEFAULT_IDLE       30  /* seconds of silence before a session is dead */
+/* A rendezvous's defaults: room for a large fleet, and relaying that keeps
+ * one busy pair from starving the others or the host's uplink. */
+#define CONFIG_RDV_MAX_PEERS      100000
+#define CONFIG_RDV_MESSAGE_RATE   20   /* per second per peer, burst twice that */
+#define CONFIG_RDV_RELAY_RATE     100  /* Mbit/s per peer */
+#define CONFIG_RDV_RELAY_TOTAL    1000 /* Mbit/s in all */
 
 struct config_peer {
 	uint8_t public_key[KEY_LEN];
@@ -49,6 +55,10 @@ struct config_rendezvous {
 	bool has_listen;
 	struct na_endpoint alternate;
 	bool has_alternate;
+	unsigned max_peers;        /* registered at once */
+	unsigned message_rate;     /* control messages per second per peer; 0 = no limit */
+	unsigned relay_rate;       /* Mbit/s relayed per peer; 0 = no limit */
+	unsigned relay_rate_total; /* Mbit/s relayed in all; 0 = no limit */
 	unsigned line;
 };
 

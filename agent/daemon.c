@@ -11,6 +11,7 @@
 #include "agent/fastpath.h"
 #include "agent/log.h"
 #include "agent/loop.h"
+#include "agent/rendezvous.h"
 #include "agent/stunsvc.h"
 #include "agent/tunpath.h"
 
@@ -21,7 +22,7 @@ struct daemon {
 	struct stunsvc stun;
 	bool stun_open;
 	struct agent agent;
-	bool agent_open, peers_open, proxy_open, tun_open;
+	bool agent_open, peers_open, proxy_open, tun_open, rdv_open;
 	struct fastpath fastpath;
 	bool keep_pins; /* stopping for a restart: the BPF maps stay pinned */
 	int exit_status;
@@ -81,37 +82,50 @@ static int open_signals(struct daemon *d)
 	return loop_add_fd(d->loop, d->sigfd, EPOLLIN, on_signal, d);
 }
 
+/* The rendezvous service: QUIC and STUN on Listen (one socket, read by
+ * the agent), the RFC 5780 STUN service also on AlternateListen. */
 static int start_rendezvous(struct daemon *d)
 {
 	const struct config_rendezvous *r = &d->cfg->rdv;
 	char a[NA_ENDPOINT_STRLEN], b[NA_ENDPOINT_STRLEN];
-	struct na_endpoint failed;
+	struct na_endpoint failed = r->listen;
 	int err;
 
-	err = stunsvc_open(&d->stun, d->loop, &r->listen, r->has_alternate ? &r->alternate : NULL,
-			   &failed);
+	err = agent_open_rdv_socket(&d->agent, &r->listen);
+	if (!err)
+		err = stunsvc_open(&d->stun, d->loop, &r->listen,
+				   r->has_alternate ? &r->alternate : NULL,
+				   d->agent.socks[AGENT_SOCK_RDV].fd, &failed);
 	if (err < 0) {
 		log_err("%s: cannot listen on %s: %s", d->cfg->name,
 			na_endpoint_str(&failed, a, sizeof(a)), strerror(-err));
 		return err;
 	}
 	d->stun_open = true;
+	d->agent.stun = &d->stun;
+	if (rdv_server_open(&d->agent) < 0) {
+		log_err("%s: cannot start the rendezvous service: out of memory", d->cfg->name);
+		return -ENOMEM;
+	}
+	d->rdv_open = true;
 	if (r->has_alternate)
-		log_info("%s: STUN service on %s, RFC 5780 alternate %s", d->cfg->name,
-			 na_endpoint_str(&r->listen, a, sizeof(a)),
+		log_info("%s: rendezvous service (QUIC and STUN) on %s, RFC 5780 alternate %s",
+			 d->cfg->name, na_endpoint_str(&r->listen, a, sizeof(a)),
 			 na_endpoint_str(&r->alternate, b, sizeof(b)));
 	else
-		log_info("%s: STUN service on %s", d->cfg->name,
+		log_info("%s: rendezvous service (QUIC and STUN) on %s", d->cfg->name,
 			 na_endpoint_str(&r->listen, a, sizeof(a)));
 	return 0;
 }
 
-static int start_tunnel(struct daemon *d)
+/* The agent carries the tunnel (with a Mode) and the rendezvous service
+ * (with [Rendezvous]); a host may be both. */
+static int start_agent(struct daemon *d)
 {
 	struct config *cfg = d->cfg;
 	int err;
 
-	if (cfg->mode == MODE_WIREGUARD) {
+	if (cfg->has_mode && cfg->mode == MODE_WIREGUARD) {
 		log_err("%s: Mode = wireguard is not part of this build yet; use tun or proxy",
 			cfg->name);
 		return -1;
@@ -120,9 +134,15 @@ static int start_tunnel(struct daemon *d)
 	if (err < 0)
 		return err;
 	d->agent_open = true;
+	if (cfg->rdv.present && start_rendezvous(d) < 0)
+		return -1;
 	if (peers_open(&d->agent) < 0)
 		return -1;
 	d->peers_open = true;
+	if (rdvclient_open(&d->agent) < 0)
+		return -1;
+	if (!cfg->has_mode)
+		return 0;
 	if (cfg->mode == MODE_TUN) {
 		d->tun_open = true;
 		return tunpath_open(&d->agent);
@@ -131,12 +151,44 @@ static int start_tunnel(struct daemon *d)
 	return proxy_open(&d->agent);
 }
 
-static void stop_tunnel(struct daemon *d)
+static void log_rdv_stats(struct daemon *d)
+{
+	const struct rdv_stats *st = &d->agent.rdvsrv->st;
+
+	log_info("%s: rendezvous: %llu registered, %llu registrations, %llu messages "
+		 "(%llu forwarded), relayed %llu datagrams (%llu bytes); dropped: %llu to "
+		 "unregistered keys, %llu not allowed, %llu over rate, %llu malformed, %llu "
+		 "queue full; %llu handshakes refused", d->cfg->name,
+		 (unsigned long long)st->registered, (unsigned long long)st->registrations,
+		 (unsigned long long)st->messages, (unsigned long long)st->forwarded,
+		 (unsigned long long)st->relayed_dgrams, (unsigned long long)st->relayed_bytes,
+		 (unsigned long long)st->dropped_unknown, (unsigned long long)st->dropped_not_allowed,
+		 (unsigned long long)st->dropped_rate, (unsigned long long)st->dropped_bad,
+		 (unsigned long long)st->dropped_full,
+		 (unsigned long long)quic_demux_refused(d->agent.demux));
+}
+
+static void stop_agent(struct daemon *d)
 {
 	if (d->proxy_open)
 		proxy_close(&d->agent);
 	if (d->tun_open)
 		tunpath_close(&d->agent);
+	if (d->agent_open && d->agent.rdv) {
+		const struct relay_stats *rs = &d->agent.relay;
+		log_info("%s: relayed through the rendezvous: sent %llu, received %llu packets; "
+			 "dropped: %llu no registration, %llu too big, %llu queue full, %llu from "
+			 "unknown keys, %llu over the inbound queue", d->cfg->name,
+			 (unsigned long long)rs->tx, (unsigned long long)rs->rx,
+			 (unsigned long long)rs->drop_down, (unsigned long long)rs->drop_too_big,
+			 (unsigned long long)rs->drop_full, (unsigned long long)rs->drop_unknown,
+			 (unsigned long long)rs->drop_queue);
+		rdvclient_close(&d->agent);
+	}
+	if (d->rdv_open) {
+		log_rdv_stats(d);
+		rdv_server_close(&d->agent);
+	}
 	if (d->agent_open)
 		agent_close(&d->agent);
 	if (d->peers_open)
@@ -158,9 +210,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 		log_err("%s: cannot set up signal handling: %s", cfg->name, strerror(-err));
 		goto out;
 	}
-	if (cfg->rdv.present && start_rendezvous(&d) < 0)
-		goto out;
-	if (cfg->has_mode && start_tunnel(&d) < 0)
+	if ((cfg->has_mode || cfg->rdv.present) && start_agent(&d) < 0)
 		goto out;
 	fastpath_start(&d.fastpath, d.loop, cfg, d.agent_open ? &d.agent : NULL, opts->no_bpf);
 	log_info("%s: ready", cfg->name);
@@ -170,7 +220,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 	d.exit_status = err < 0 ? 1 : 0;
 out:
 	fastpath_stop(&d.fastpath, d.keep_pins);
-	stop_tunnel(&d);
+	stop_agent(&d);
 	if (d.stun_open) {
 		const struct stunsvc_stats *st = &d.stun.stats;
 		log_info("%s: STUN service answered %llu of %llu requests (%llu errors, %llu dropped)",

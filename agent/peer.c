@@ -1,8 +1,10 @@
 /* Peers and their sessions.
  *
- * Who dials: a peer with a known Endpoint is dialed by the side whose public
- * key is smaller; the other side waits DIAL_FALLBACK for it and then dials
- * too (the smaller side may not know our address). If both sessions come up,
+ * Who dials: the side whose public key is smaller; the other side waits
+ * DIAL_FALLBACK for it and then dials too (the smaller side may not know
+ * our address). A dial goes to the peer's Endpoint when it has one, else
+ * through the rendezvous (a relayed path, see relay.c) once that can carry
+ * it; with both, a failed dial makes the next one try the other way. If both sessions come up,
  * both sides keep the one whose client has the smaller key, so they agree
  * without talking; between two sessions with the same client, the newer
  * wins (the peer restarted).
@@ -46,9 +48,19 @@ static const uint8_t *client_key(const struct conn *c)
 
 static void schedule_dial(struct peer *p, uint64_t delay)
 {
-	if (!p->cfg->has_endpoint)
-		return; /* nowhere to dial: wait to be dialed */
+	if (!p->cfg->has_endpoint && !rdvclient_can_relay(p->a))
+		return; /* nowhere to dial: wait to be dialed, or for the relay */
 	loop_timer_set(p->a->loop, &p->dial_timer, loop_now() + delay);
+}
+
+/* Through the rendezvous, or to the Endpoint? */
+static bool dial_relayed(const struct peer *p)
+{
+	if (!rdvclient_can_relay(p->a))
+		return false;
+	if (!p->cfg->has_endpoint)
+		return true;
+	return p->try_relay;
 }
 
 static void dial(struct peer *p)
@@ -61,10 +73,18 @@ static void dial(struct peer *p)
 
 	if (p->conn)
 		return;
-	na_endpoint_str(&p->cfg->endpoint, ep, sizeof(ep));
-	if (!agent_path(a, &p->cfg->endpoint, &path)) {
-		log_warn("%s: peer %s: no route to %s; retrying", a->cfg->name, p->name, ep);
-		goto retry;
+	p->dialed_relay = dial_relayed(p);
+	if (p->dialed_relay) {
+		relay_path(a, p, &path);
+		snprintf(ep, sizeof(ep), "through the rendezvous");
+	} else if (!p->cfg->has_endpoint) {
+		return; /* the relay went away meanwhile; it will call again */
+	} else {
+		na_endpoint_str(&p->cfg->endpoint, ep, sizeof(ep));
+		if (!agent_path(a, &p->cfg->endpoint, &path)) {
+			log_warn("%s: peer %s: no route to %s; retrying", a->cfg->name, p->name, ep);
+			goto retry;
+		}
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -117,6 +137,10 @@ void conn_up(struct conn *c)
 	struct conn *loser = NULL;
 	struct na_endpoint remote;
 
+	if (!p && a->rdvsrv && quic_session_is_server(c->s)) {
+		rdv_server_up(c); /* not a peer of ours: a peer registering */
+		return;
+	}
 	if (!p) {
 		quic_session_close(c->s, 0, "unknown peer");
 		c->dirty = true;
@@ -139,12 +163,17 @@ void conn_up(struct conn *c)
 	p->conn = c;
 	p->backoff = 0;
 	p->up_since = loop_now();
+	p->up_since_dial = true;
 	loop_timer_cancel(a->loop, &p->dial_timer);
 	na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&quic_session_path(c->s)->remote);
 	char r[NA_ENDPOINT_STRLEN];
-	log_info("%s: peer %s: session up (%s) with %s, datagrams up to %zu bytes for now",
+	if (relay_is_path(&quic_session_path(c->s)->remote))
+		snprintf(r, sizeof(r), "relay via the rendezvous");
+	else
+		na_endpoint_str(&remote, r, sizeof(r));
+	log_info("%s: peer %s: session up (%s), path: %s, datagrams up to %zu bytes for now",
 		 a->cfg->name, p->name, quic_session_is_server(c->s) ? "they dialed" : "we dialed",
-		 na_endpoint_str(&remote, r, sizeof(r)), quic_session_dgram_max(c->s));
+		 r, quic_session_dgram_max(c->s));
 }
 
 void conn_dead(struct conn *c)
@@ -152,6 +181,14 @@ void conn_dead(struct conn *c)
 	struct peer *p = c->peer;
 	const char *why = quic_session_reason(c->s);
 
+	if (c->role == CONN_RDV_UP) {
+		rdvclient_dead(c);
+		return;
+	}
+	if (c->role == CONN_RDV_REG) {
+		rdv_server_dead(c);
+		return;
+	}
 	if (!p) {
 		log_debug("%s: session ended: %s", c->a->cfg->name, *why ? why : "closed");
 		return;
@@ -159,8 +196,12 @@ void conn_dead(struct conn *c)
 	if (p->conn == c)
 		p->conn = NULL;
 	log_info("%s: peer %s: session ended: %s", c->a->cfg->name, p->name, *why ? why : "closed");
+	snprintf(p->last_error, sizeof(p->last_error), "%s", *why ? why : "closed");
 	if (p->conn)
 		return;
+	if (!quic_session_is_server(c->s) && !p->up_since_dial)
+		p->try_relay = !p->dialed_relay; /* it never came up: try the other way */
+	p->up_since_dial = false;
 	if (strstr(why, "stateless reset"))
 		p->backoff = 0; /* the peer restarted: it is there, dial now */
 	else
@@ -168,6 +209,22 @@ void conn_dead(struct conn *c)
 	if (p->backoff > BACKOFF_MAX)
 		p->backoff = BACKOFF_MAX;
 	schedule_dial(p, p->backoff);
+}
+
+void peers_relay_ready(struct agent *a)
+{
+	for (unsigned i = 0; i < a->n_peers; i++) {
+		struct peer *p = &a->peers[i];
+		if (!p->conn && !loop_timer_armed(&p->dial_timer))
+			schedule_dial(p, we_dial_first(p) ? 0 : DIAL_FALLBACK);
+	}
+}
+
+const char *peer_path_kind(const struct peer *p)
+{
+	if (!p->conn || !quic_session_is_up(p->conn->s))
+		return "none";
+	return relay_is_path(&quic_session_path(p->conn->s)->remote) ? "relay" : "direct";
 }
 
 bool peer_send(struct peer *p, uint64_t ctx, const uint8_t *data, size_t len)
@@ -212,6 +269,7 @@ int peers_open(struct agent *a)
 		char b64[KEY_B64_LEN];
 
 		p->a = a;
+		p->idx = i;
 		p->cfg = &cfg->peers[i];
 		p->proxy_fd = -1;
 		key_to_base64(b64, p->cfg->public_key);

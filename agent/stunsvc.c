@@ -81,7 +81,7 @@ static int bind_one(struct stunsvc *s, const struct na_endpoint *ep, struct na_e
 }
 
 int stunsvc_open(struct stunsvc *s, struct loop *loop, const struct na_endpoint *listen,
-		 const struct na_endpoint *alternate, struct na_endpoint *failed)
+		 const struct na_endpoint *alternate, int listen_fd, struct na_endpoint *failed)
 {
 	int err = 0;
 
@@ -89,7 +89,14 @@ int stunsvc_open(struct stunsvc *s, struct loop *loop, const struct na_endpoint 
 	s->loop = loop;
 	s->cfg.primary = *listen;
 	s->cfg.software = "natagent";
-	err = bind_one(s, listen, failed);
+	if (listen_fd >= 0) {
+		s->fds[0] = listen_fd;
+		s->locals[0] = *listen;
+		s->n_socks = 1;
+		s->shared_first = true;
+	} else {
+		err = bind_one(s, listen, failed);
+	}
 	if (!err && alternate) {
 		struct na_endpoint a1p2 = { listen->ip, alternate->port };
 		struct na_endpoint a2p1 = { alternate->ip, listen->port };
@@ -102,7 +109,7 @@ int stunsvc_open(struct stunsvc *s, struct loop *loop, const struct na_endpoint 
 		if (!err)
 			err = bind_one(s, alternate, failed);
 	}
-	for (unsigned i = 0; !err && i < s->n_socks; i++) {
+	for (unsigned i = s->shared_first ? 1 : 0; !err && i < s->n_socks; i++) {
 		struct stunsvc_sock *a = &s->socks[i];
 		a->svc = s;
 		a->idx = i;
@@ -117,7 +124,7 @@ int stunsvc_open(struct stunsvc *s, struct loop *loop, const struct na_endpoint 
 
 void stunsvc_close(struct stunsvc *s)
 {
-	for (unsigned i = 0; i < s->n_socks; i++) {
+	for (unsigned i = s->shared_first ? 1 : 0; i < s->n_socks; i++) {
 		loop_del_fd(s->loop, s->fds[i]);
 		close(s->fds[i]);
 	}

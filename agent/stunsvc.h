@@ -37,12 +37,16 @@ struct stunsvc {
 	unsigned n_socks;
 	struct stunsvc_stats stats;
 	const char *last_drop; /* why the last request went unanswered */
+	bool shared_first;     /* fds[0] belongs to its owner, who reads it */
 };
 
-/* alternate may be NULL. On failure returns -errno and names the address that
- * could not be bound in *failed. */
+/* alternate may be NULL. listen_fd >= 0 is the owner's socket on listen
+ * (QUIC and STUN on one port): the service answers from it but neither
+ * reads nor closes it; the owner hands it STUN through stunsvc_handle(s, 0,
+ * ...). On failure returns -errno and names the address that could not be
+ * bound in *failed. */
 int stunsvc_open(struct stunsvc *s, struct loop *loop, const struct na_endpoint *listen,
-		 const struct na_endpoint *alternate, struct na_endpoint *failed);
+		 const struct na_endpoint *alternate, int listen_fd, struct na_endpoint *failed);
 void stunsvc_close(struct stunsvc *s);
 
 /* For owners that demultiplex a shared socket themselves: answers one request

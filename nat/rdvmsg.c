@@ -386,3 +386,22 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 		FAIL("trailing bytes in body");
 	return true;
 }
+
+/* ---- relayed datagrams ---- */
+
+void rdvmsg_relay_hdr(uint8_t out[RDVMSG_RELAY_HDR], const uint8_t key[RDVMSG_KEY_LEN])
+{
+	out[0] = RDVMSG_DGRAM_RELAY;
+	memcpy(out + 1, key, RDVMSG_KEY_LEN);
+}
+
+bool rdvmsg_relay_parse(const uint8_t *d, size_t n, const uint8_t **key,
+			const uint8_t **pkt, size_t *pkt_len)
+{
+	if (n <= RDVMSG_RELAY_HDR || d[0] != RDVMSG_DGRAM_RELAY)
+		return false;
+	*key = d + 1;
+	*pkt = d + RDVMSG_RELAY_HDR;
+	*pkt_len = n - RDVMSG_RELAY_HDR;
+	return true;
+}

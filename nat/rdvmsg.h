@@ -137,4 +137,17 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 
 const char *rdvmsg_type_name(uint8_t type);
 
+/* Relayed packets ride in the rendezvous session's QUIC DATAGRAM frames,
+ * not in the stream (a lost one is the inner session's business):
+ *   type u8 (RDVMSG_DGRAM_RELAY), key[32], the inner QUIC packet (>= 1 byte)
+ * Towards the server the key names the destination peer; from the server it
+ * names the source. */
+#define RDVMSG_DGRAM_RELAY	0x01
+#define RDVMSG_RELAY_HDR	(1 + RDVMSG_KEY_LEN)
+
+void rdvmsg_relay_hdr(uint8_t out[RDVMSG_RELAY_HDR], const uint8_t key[RDVMSG_KEY_LEN]);
+/* False if d is not a relay datagram with a non-empty packet. */
+bool rdvmsg_relay_parse(const uint8_t *d, size_t n, const uint8_t **key,
+			const uint8_t **pkt, size_t *pkt_len);
+
 #endif

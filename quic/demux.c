@@ -1,4 +1,5 @@
 #include "quic/demux.h"
+#include "nat/siphash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ struct quic_demux {
 	const struct quic_config *cfg;
 	bool accepting;
 	size_t max_server, n_server;
+	size_t max_handshakes, n_handshakes; /* server sessions not up yet */
+	uint64_t refused;
 	struct quic_tab cids;     /* our connection IDs */
 	struct quic_tab tokens;   /* the peers' stateless reset tokens */
 	uint64_t k0, k1;          /* SipHash key */
@@ -79,52 +82,12 @@ const char *quic_demux_class_name(enum quic_demux_class c)
 	}
 }
 
-/* --- SipHash-2-4 (Aumasson, Bernstein) --- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND do {							\
-	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);	\
-	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;				\
-	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;				\
-	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);	\
-} while (0)
-
-static uint64_t quic_siphash(uint64_t k0, uint64_t k1, const uint8_t *p, size_t n)
-{
-	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-	uint64_t m, b = (uint64_t)n << 56;
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		m = 0;
-		for (int j = 7; j >= 0; j--)
-			m = m << 8 | p[i + (size_t)j];
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t j = 0; i + j < n; j++)
-		b |= (uint64_t)p[i + j] << (8 * j);
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
 /* --- the tables --- */
 
 static size_t quic_tab_home(const struct quic_demux *d, const struct quic_tab *t,
 			    const uint8_t *key, size_t len)
 {
-	return (size_t)quic_siphash(d->k0, d->k1, key, len) & (t->cap - 1);
+	return (size_t)na_siphash(d->k0, d->k1, key, len) & (t->cap - 1);
 }
 
 static struct quic_demux_slot *quic_tab_find(const struct quic_demux *d,
@@ -268,6 +231,24 @@ void quic_demux_server_count(struct quic_demux *d, int delta)
 	d->n_server = (size_t)((long)d->n_server + delta);
 }
 
+void quic_demux_handshake_count(struct quic_demux *d, int delta)
+{
+	if (delta < 0 && d->n_handshakes == 0)
+		return;
+	d->n_handshakes = (size_t)((long)d->n_handshakes + delta);
+}
+
+void quic_demux_set_limits(struct quic_demux *d, size_t max_server, size_t max_handshakes)
+{
+	d->max_server = max_server;
+	d->max_handshakes = max_handshakes;
+}
+
+uint64_t quic_demux_refused(const struct quic_demux *d)
+{
+	return d->refused;
+}
+
 struct quic_session *quic_demux_lookup(const struct quic_demux *d,
 				       const uint8_t *cid, size_t len)
 {
@@ -298,6 +279,7 @@ struct quic_demux *quic_demux_new(const struct quic_config *cfg, size_t max_serv
 	d->cfg = cfg;
 	d->accepting = cfg && cfg->accept_key;
 	d->max_server = max_server;
+	d->max_handshakes = max_server;
 	return d;
 }
 
@@ -413,8 +395,12 @@ enum quic_demux_result quic_demux_input(struct quic_demux *d,
 	if (vc.version != NGTCP2_PROTO_VER_V1)
 		/* ngtcp2 also speaks drafts and v2-draft; we speak v1 only. */
 		return quic_demux_version_negotiation(&vc, len, out, outcap, outlen);
-	if (!d->accepting || !d->cfg || d->n_server >= d->max_server)
+	if (!d->accepting || !d->cfg)
 		return QUIC_DEMUX_DROP;
+	if (d->n_server >= d->max_server || d->n_handshakes >= d->max_handshakes) {
+		d->refused++;
+		return QUIC_DEMUX_DROP;
+	}
 	s = quic_session_server_new(d->cfg, d, pkt, len, path, now, &err);
 	if (!s)
 		return QUIC_DEMUX_DROP;   /* not an acceptable client Initial */

@@ -77,5 +77,11 @@ void quic_demux_remove_token(struct quic_demux *d, const uint8_t token[16],
 			     const struct quic_session *s);
 void quic_demux_forget(struct quic_demux *d, const struct quic_session *s);
 void quic_demux_server_count(struct quic_demux *d, int delta);
+void quic_demux_handshake_count(struct quic_demux *d, int delta);
+/* Caps on server sessions in all and on those still in their handshake
+ * (each costs as much memory as an established one, and anyone can start
+ * one): Initials over either cap are dropped and counted. */
+void quic_demux_set_limits(struct quic_demux *d, size_t max_server, size_t max_handshakes);
+uint64_t quic_demux_refused(const struct quic_demux *d);
 
 #endif

@@ -47,7 +47,7 @@ static void quic_settings(ngtcp2_settings *st, ngtcp2_transport_params *tp,
 	ngtcp2_transport_params_default(tp);
 	tp->initial_max_data = QUIC_STREAM_WINDOW;
 	tp->initial_max_stream_data_uni = QUIC_STREAM_WINDOW;
-	tp->initial_max_streams_uni = 1;   /* the peer's control stream */
+	tp->initial_max_streams_uni = 2;   /* the peer's control and heartbeat streams */
 	tp->initial_max_streams_bidi = 0;
 	tp->max_idle_timeout = cfg->idle_timeout ? cfg->idle_timeout : QUIC_DEFAULT_IDLE;
 	tp->active_connection_id_limit = QUIC_CID_LIMIT;
@@ -75,6 +75,7 @@ static struct quic_session *quic_session_alloc(const struct quic_config *cfg,
 	s->state = QUIC_STATE_HANDSHAKE;
 	s->cur = *path;
 	s->tx_sid = -1;
+	s->hb_sid = -1;
 	s->rx_sid = server ? 2 : 3;  /* the peer's first unidirectional stream */
 	return s;
 }
@@ -176,7 +177,9 @@ struct quic_session *quic_session_server_new(const struct quic_config *cfg,
 	}
 	if (dmx) {
 		quic_demux_server_count(dmx, +1);
+		quic_demux_handshake_count(dmx, +1);
 		s->counted = true;
+		s->hs_counted = true;
 	}
 	quic_callbacks(&cb, true);
 	quic_settings(&st, &tp, s, now);
@@ -206,6 +209,8 @@ void quic_session_free(struct quic_session *s)
 		quic_demux_forget(s->dmx, s);
 		if (s->counted)
 			quic_demux_server_count(s->dmx, -1);
+		if (s->hs_counted)
+			quic_demux_handshake_count(s->dmx, -1);
 		s->dmx = NULL;
 	}
 	ngtcp2_conn_del(s->conn);

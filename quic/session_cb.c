@@ -105,6 +105,10 @@ static void quic_set_up(struct quic_session *s)
 {
 	s->state = QUIC_STATE_UP;
 	s->was_up = true;
+	if (s->hs_counted && s->dmx) {
+		quic_demux_handshake_count(s->dmx, -1);
+		s->hs_counted = false;
+	}
 	if (s->cfg->ops && s->cfg->ops->up)
 		s->cfg->ops->up(s);
 	if (s->rx_early_len)
@@ -237,7 +241,14 @@ static int quic_recv_stream_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
 	(void)flags;
 	(void)offset;
 	(void)stream_user_data;
-	if (sid != s->rx_sid || len == 0)
+	if (sid != s->rx_sid && len) {
+		/* The peer's heartbeat stream (session_int.h): read and
+		 * forgotten, with the credit given back. */
+		ngtcp2_conn_extend_max_stream_offset(s->conn, sid, len);
+		ngtcp2_conn_extend_max_offset(s->conn, len);
+		return 0;
+	}
+	if (len == 0)
 		return 0;
 	if (s->state == QUIC_STATE_UP) {
 		quic_stream_deliver(s, data, len);

@@ -75,7 +75,7 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 	ngtcp2_pkt_info pi = { 0 };
 	ngtcp2_ssize n, ndata;
 	size_t dmax = quic_session_dgram_max(s);
-	bool stream_blocked = false, dgram_blocked = false;
+	bool stream_blocked = false, dgram_blocked = false, hb_blocked = false;
 	int accepted;
 
 	ngtcp2_path_storage_zero(&ps);
@@ -85,8 +85,32 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 		if (ngtcp2_conn_open_uni_stream(s->conn, &sid, NULL) == 0)
 			s->tx_sid = sid;
 	}
+	if (s->state == QUIC_STATE_UP && s->hb_sid == -1 && s->dgrams_since_hb >= QUIC_HB_EVERY) {
+		int64_t sid;
+
+		/* A peer that allows one stream only (an older natagent) gets
+		 * no heartbeat. */
+		s->hb_sid = ngtcp2_conn_open_uni_stream(s->conn, &sid, NULL) == 0 ? sid : -2;
+	}
 	for (;;) {
-		if (s->tx_sid >= 0 && s->tx_next && !stream_blocked) {
+		if (s->hb_sid >= 0 && s->dgrams_since_hb >= QUIC_HB_EVERY && !hb_blocked) {
+			/* Static: ngtcp2 reads it again when it retransmits. */
+			static const uint8_t beat = 0;
+			ngtcp2_vec v = { (uint8_t *)&beat, 1 };
+
+			n = ngtcp2_conn_writev_stream(s->conn, &ps.path, &pi, buf, cap, &ndata,
+						      NGTCP2_WRITE_STREAM_FLAG_MORE,
+						      s->hb_sid, &v, 1, now);
+			if (ndata > 0)
+				s->dgrams_since_hb = 0;
+			if (n == NGTCP2_ERR_WRITE_MORE)
+				continue;
+			if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
+			    n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+				hb_blocked = true;
+				continue;
+			}
+		} else if (s->tx_sid >= 0 && s->tx_next && !stream_blocked) {
 			ngtcp2_vec v = { s->tx_next->data + s->tx_next_pos,
 					 s->tx_next->len - s->tx_next_pos };
 
@@ -121,6 +145,7 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 			if (accepted) {
 				quic_dgram_pop(s);
 				s->st.dgram_sent++;
+				s->dgrams_since_hb++;
 			}
 			if (n == NGTCP2_ERR_WRITE_MORE)
 				continue;

@@ -2,7 +2,7 @@
  * of frames: rdvmsg_frame delimits them, rdvmsg_decode decodes each, and
  * whatever decodes must re-encode to exactly the same bytes. The input is
  * also fed in two chunks split at a point given by its first byte, and the
- * result must be the same. Properties that must hold abort() when broken. */
+ * result must be the same. The input is also read as a relayed DATAGRAM. Properties that must hold abort() when broken. */
 #include "nat/rdvmsg.h"
 
 #include <stdlib.h>
@@ -58,6 +58,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t used;
 	int n = walk(data, size, &used);
+	const uint8_t *key, *pkt;
+	size_t plen;
+
+	/* The same bytes as a relayed DATAGRAM: parse, rebuild, compare. */
+	if (rdvmsg_relay_parse(data, size, &key, &pkt, &plen)) {
+		uint8_t hdr[RDVMSG_RELAY_HDR];
+		rdvmsg_relay_hdr(hdr, key);
+		check(plen > 0 && plen + RDVMSG_RELAY_HDR == size && pkt == data + RDVMSG_RELAY_HDR);
+		check(memcmp(hdr, data, RDVMSG_RELAY_HDR) == 0);
+	} else {
+		check(size <= RDVMSG_RELAY_HDR || data[0] != RDVMSG_DGRAM_RELAY);
+	}
 
 	/* Feed again in two chunks, as a stream reader would. */
 	if (size > 1) {

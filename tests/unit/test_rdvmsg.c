@@ -438,8 +438,30 @@ static void test_stream(void)
 	CHECK(bad == 0, "stream split at 2000 random triples of cut points");
 }
 
+static void test_relay(void)
+{
+	uint8_t key[RDVMSG_KEY_LEN], d[64];
+	const uint8_t *k, *p;
+	size_t n;
+
+	for (int i = 0; i < RDVMSG_KEY_LEN; i++)
+		key[i] = (uint8_t)(0xa0 + i);
+	rdvmsg_relay_hdr(d, key);
+	CHECK(d[0] == RDVMSG_DGRAM_RELAY && !memcmp(d + 1, key, RDVMSG_KEY_LEN),
+	      "relay header: type then the key");
+	memcpy(d + RDVMSG_RELAY_HDR, "\xc0QUIC", 5);
+	CHECK(rdvmsg_relay_parse(d, RDVMSG_RELAY_HDR + 5, &k, &p, &n) && n == 5 &&
+	      p == d + RDVMSG_RELAY_HDR && !memcmp(k, key, RDVMSG_KEY_LEN),
+	      "relay datagram parses to its key and packet");
+	CHECK(!rdvmsg_relay_parse(d, RDVMSG_RELAY_HDR, &k, &p, &n), "an empty packet is refused");
+	CHECK(!rdvmsg_relay_parse(d, 10, &k, &p, &n), "a short datagram is refused");
+	d[0] = 2;
+	CHECK(!rdvmsg_relay_parse(d, RDVMSG_RELAY_HDR + 5, &k, &p, &n), "an unknown type is refused");
+}
+
 int main(void)
 {
+	test_relay();
 	make_samples();
 	test_round_trip();
 	test_encode_limits();

