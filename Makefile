@@ -110,10 +110,11 @@ fuzz: $(FUZZ_BIN)
 deps:
 	@scripts/deps.sh
 
-# `make test` runs everything; `make unit` only the unit binaries (what CI
-# also runs once under SANITIZE=1).
+# `make test` runs everything (the rendezvous test also drives rdvload, a
+# bench tool); `make unit` only the unit binaries (what CI also runs once
+# under SANITIZE=1).
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(B)/bench/rdvload
 	@tests/run.sh all $(B)
 unit: all
 	@tests/run.sh unit $(B)

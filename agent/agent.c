@@ -49,12 +49,32 @@ static void on_timer(void *arg, uint64_t now)
 
 static void unlink_conn(struct agent *a, struct conn *c)
 {
-	for (struct conn **pp = &a->conns; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		a->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->queued) {
+		/* Still on the dirty list (flushed by its timer meanwhile):
+		 * that list is short, a turn's worth of work. */
+		for (struct conn **pp = &a->dirty_head; *pp; pp = &(*pp)->dirty_next) {
+			if (*pp == c) {
+				*pp = c->dirty_next;
+				break;
+			}
 		}
 	}
+}
+
+void conn_mark(struct conn *c)
+{
+	c->dirty = true;
+	if (c->queued)
+		return;
+	c->queued = true;
+	c->dirty_next = c->a->dirty_head;
+	c->a->dirty_head = c;
 }
 
 /* Sends everything the session has to send now. */
@@ -129,10 +149,13 @@ void agent_flush(struct conn *c)
 
 void agent_flush_dirty(struct agent *a)
 {
-	struct conn *c = a->conns, *next;
+	struct conn *c;
 
-	for (; c; c = next) {
-		next = c->next;
+	/* Only the sessions that have work: a rendezvous holds many idle ones. */
+	while ((c = a->dirty_head)) {
+		a->dirty_head = c->dirty_next;
+		c->dirty_next = NULL;
+		c->queued = false;
 		if (c->dirty)
 			agent_flush(c);
 	}
@@ -142,7 +165,10 @@ void agent_conn_adopt(struct agent *a, struct conn *c)
 {
 	c->a = a;
 	loop_timer_init(&c->timer, on_timer, c);
+	c->prev = NULL;
 	c->next = a->conns;
+	if (a->conns)
+		a->conns->prev = c;
 	a->conns = c;
 }
 
@@ -273,12 +299,12 @@ void agent_input_quic(struct agent *a, const uint8_t *pkt, size_t len,
 			return;
 		}
 		quic_session_set_user(s, c);
-		c->dirty = true;
+		conn_mark(c);
 		break;
 	case QUIC_DEMUX_SESSION:
 		c = quic_session_user(s);
 		if (c)
-			c->dirty = true;
+			conn_mark(c);
 		break;
 	case QUIC_DEMUX_REPLY:
 		if (relay_is_path(&path->remote)) {
@@ -436,7 +462,7 @@ int agent_rebind(struct agent *a)
 		}
 		log_info("%s: peer %s: moving the session to local port %u", a->cfg->name,
 			 c->peer ? c->peer->name : "?", local.port);
-		c->dirty = true;
+		conn_mark(c);
 		moved++;
 	}
 	agent_flush_dirty(a);
@@ -560,9 +586,10 @@ void agent_close(struct agent *a)
 	for (c = a->conns; c; c = c->next)
 		quic_session_close(c->s, 0, "shutting down");
 	for (c = a->conns; c; c = c->next)
-		c->dirty = true;
+		conn_mark(c);
 	if (a->conns)
 		agent_flush_dirty(a);
+	a->dirty_head = NULL;
 	while ((c = a->conns)) {
 		a->conns = c->next;
 		loop_timer_cancel(a->loop, &c->timer);

@@ -48,9 +48,11 @@ struct conn {
 	struct peer *peer; /* NULL for a server session not yet up */
 	struct quic_session *s;
 	struct loop_timer timer;
-	struct conn *next;
+	struct conn *next, *prev;
+	struct conn *dirty_next; /* on agent.dirty_head while queued */
 	uint64_t created;
-	bool dirty; /* has queued work: flush at the end of this turn */
+	bool dirty;  /* has queued work: flush at the end of this turn */
+	bool queued; /* on the dirty list */
 	enum conn_role role;
 	struct rdv_reg *reg; /* CONN_RDV_REG */
 };
@@ -105,6 +107,7 @@ struct agent {
 	struct quic_config qcfg;
 	struct quic_demux *demux;
 	struct conn *conns;
+	struct conn *dirty_head; /* sessions with work queued this turn */
 	struct peer *peers;
 	unsigned n_peers;
 	struct stunsvc *stun; /* the rendezvous's STUN service, if any */
@@ -127,6 +130,8 @@ void agent_close(struct agent *a);
 void agent_flush(struct conn *c);
 /* Takes a new session's conn into the agent's list and timer. */
 void agent_conn_adopt(struct agent *a, struct conn *c);
+/* Marks a session as having work queued (packets, datagrams, a close). */
+void conn_mark(struct conn *c);
 /* Flushes every session marked dirty; the data paths call it once per batch. */
 void agent_flush_dirty(struct agent *a);
 /* Moves every session we dialed to a new local port: a fresh socket, then

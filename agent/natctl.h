@@ -7,5 +7,6 @@ int natctl_genkey(int argc, char **argv);
 int natctl_pubkey(int argc, char **argv);
 int natctl_netcheck(int argc, char **argv);
 int natctl_bpf(int argc, char **argv);
+int natctl_show(int argc, char **argv);
 
 #endif

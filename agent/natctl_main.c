@@ -12,6 +12,7 @@ static const struct {
 } subcommands[] = {
 	{ "genkey", natctl_genkey, "Generates a new private key and writes it to stdout" },
 	{ "pubkey", natctl_pubkey, "Reads a private key from stdin and writes a public key to stdout" },
+	{ "show", natctl_show, "Shows a running natagent's interface, peers and rendezvous service" },
 	{ "netcheck", natctl_netcheck, "Finds the public address and how the NAT behaves" },
 	{ "bpf", natctl_bpf, "Shows the BPF fast path: counters by reason and the NAT-mapping cache" },
 };

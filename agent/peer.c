@@ -143,7 +143,7 @@ void conn_up(struct conn *c)
 	}
 	if (!p) {
 		quic_session_close(c->s, 0, "unknown peer");
-		c->dirty = true;
+		conn_mark(c);
 		return;
 	}
 	c->peer = p;
@@ -156,7 +156,7 @@ void conn_up(struct conn *c)
 		}
 		loser->peer = NULL;
 		quic_session_close(loser->s, 0, "replaced by another session");
-		loser->dirty = true;
+		conn_mark(loser);
 		if (loser == c)
 			return;
 	}
@@ -250,7 +250,7 @@ bool peer_send(struct peer *p, uint64_t ctx, const uint8_t *data, size_t len)
 	}
 	p->st.tx_dgrams++;
 	p->st.tx_bytes += len;
-	p->conn->dirty = true;
+	conn_mark(p->conn);
 	return true;
 }
 

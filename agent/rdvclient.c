@@ -158,7 +158,7 @@ static void send_frame(struct rdvclient *r, const uint8_t *buf, size_t len)
 
 	if (err < 0)
 		log_warn("%s: rendezvous: cannot send: %s", r->a->cfg->name, quic_strerror(err));
-	r->conn->dirty = true;
+	conn_mark(r->conn);
 }
 
 void rdvclient_up(struct conn *c)
@@ -256,7 +256,7 @@ void rdvclient_stream(struct conn *c, const uint8_t *data, size_t len)
 				 why ? why : "?");
 			log_warn("%s: %s; reconnecting", c->a->cfg->name, r->error);
 			quic_session_close(c->s, 1, "bad message");
-			c->dirty = true;
+			conn_mark(c);
 			return;
 		}
 	}

@@ -96,7 +96,7 @@ void relay_send(struct agent *a, const struct sockaddr_storage *to, const uint8_
 		return;
 	}
 	a->relay.tx++;
-	up->dirty = true;
+	conn_mark(up);
 }
 
 void relay_queue(struct agent *a, const uint8_t key[KEY_LEN], const uint8_t *pkt, size_t len)

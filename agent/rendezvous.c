@@ -100,7 +100,7 @@ bool rdv_server_accepts(struct agent *a, const uint8_t key[KEY_LEN])
 static void send_frame(struct conn *c, const uint8_t *buf, size_t len)
 {
 	if (len && quic_session_stream_send(c->s, buf, len) == 0)
-		c->dirty = true;
+		conn_mark(c);
 }
 
 static void send_registered(struct conn *c)
@@ -130,13 +130,13 @@ void rdv_server_up(struct conn *c)
 
 	if (!sv || !key || sv->st.registered >= c->a->cfg->rdv.max_peers) {
 		quic_session_close(c->s, 0, sv ? "rendezvous full" : "not a rendezvous");
-		c->dirty = true;
+		conn_mark(c);
 		return;
 	}
 	reg = calloc(1, sizeof(*reg));
 	if (!reg) {
 		quic_session_close(c->s, 0, "out of memory");
-		c->dirty = true;
+		conn_mark(c);
 		return;
 	}
 	old = lookup(sv, key);
@@ -145,7 +145,7 @@ void rdv_server_up(struct conn *c)
 		unlink_reg(sv, old);
 		old->conn->reg = NULL;
 		quic_session_close(old->conn->s, 0, "replaced by a newer session");
-		old->conn->dirty = true;
+		conn_mark(old->conn);
 		free_reg(old);
 		sv->st.replaced++;
 	}
@@ -270,7 +270,7 @@ static void violation(struct rdv_server *sv, struct conn *c, const char *why)
 	key_to_base64(key, c->reg->key);
 	log_info("%s: rendezvous: closing %s: bad message: %s", c->a->cfg->name, key, why);
 	quic_session_close(c->s, 1, "protocol violation");
-	c->dirty = true;
+	conn_mark(c);
 }
 
 void rdv_server_stream(struct conn *c, const uint8_t *data, size_t len)
@@ -381,7 +381,7 @@ void rdv_server_datagram(struct conn *c, const uint8_t *data, size_t len)
 		sv->st.dropped_full++;
 		return;
 	}
-	to->conn->dirty = true;
+	conn_mark(to->conn);
 	sv->st.relayed_dgrams++;
 	sv->st.relayed_bytes += plen;
 }

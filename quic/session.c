@@ -168,7 +168,7 @@ struct quic_session *quic_session_server_new(const struct quic_config *cfg,
 		return NULL;
 	}
 	if (quic_make_cid(s, &scid, QUIC_CID_LEN) != 0 ||
-	    (dmx && quic_demux_add(dmx, hd.dcid.data, hd.dcid.datalen, s) != 0)) {
+	    (dmx && quic_dmx_add_cid(s, hd.dcid.data, hd.dcid.datalen) != 0)) {
 		/* The client's chosen DCID routes its Initials until it
 		 * switches to ours. */
 		quic_session_free(s);
@@ -206,7 +206,7 @@ void quic_session_free(struct quic_session *s)
 	if (!s)
 		return;
 	if (s->dmx) {
-		quic_demux_forget(s->dmx, s);
+		quic_dmx_release(s);
 		if (s->counted)
 			quic_demux_server_count(s->dmx, -1);
 		if (s->hs_counted)

@@ -153,7 +153,7 @@ int quic_make_cid(struct quic_session *s, ngtcp2_cid *cid, size_t len)
 		cid->datalen = len;
 		if (!s->dmx)
 			return 0;
-		switch (quic_demux_add(s->dmx, cid->data, len, s)) {
+		switch (quic_dmx_add_cid(s, cid->data, len)) {
 		case 0: return 0;
 		case 1: continue;  /* taken: draw again */
 		default: return -1;
@@ -181,7 +181,7 @@ static int quic_remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *us
 
 	(void)conn;
 	if (s->dmx)
-		quic_demux_remove(s->dmx, cid->data, cid->datalen, s);
+		quic_dmx_remove_cid(s, cid->data, cid->datalen);
 	return 0;
 }
 
@@ -351,10 +351,10 @@ static int quic_dcid_status_cb(ngtcp2_conn *conn, int type, uint64_t seq,
 	if (!s->dmx || !token)
 		return 0;
 	if (type == NGTCP2_CONNECTION_ID_STATUS_TYPE_ACTIVATE) {
-		if (quic_demux_add_token(s->dmx, token, s) != 0)
+		if (quic_dmx_add_token(s, token) != 0)
 			return NGTCP2_ERR_CALLBACK_FAILURE;
 	} else {
-		quic_demux_remove_token(s->dmx, token, s);
+		quic_dmx_remove_token(s, token);
 	}
 	return 0;
 }
@@ -400,4 +400,68 @@ void quic_callbacks(ngtcp2_callbacks *cb, bool server)
 	cb->path_validation = quic_path_validation_cb;
 	cb->recv_stateless_reset = quic_recv_reset_cb;
 	cb->dcid_status = quic_dcid_status_cb;
+}
+
+/* --- demux entries, tracked per session --- */
+
+int quic_dmx_add_cid(struct quic_session *s, const uint8_t *cid, size_t len)
+{
+	int rc = quic_demux_add(s->dmx, cid, len, s);
+
+	if (rc != 0)
+		return rc;
+	if (s->n_dmx_cids < QUIC_DMX_TRACK && len <= NGTCP2_MAX_CIDLEN) {
+		struct quic_dmx_cid *e = &s->dmx_cids[s->n_dmx_cids++];
+		e->len = (uint8_t)len;
+		memcpy(e->data, cid, len);
+	} else {
+		s->dmx_overflow = true;
+	}
+	return 0;
+}
+
+void quic_dmx_remove_cid(struct quic_session *s, const uint8_t *cid, size_t len)
+{
+	quic_demux_remove(s->dmx, cid, len, s);
+	for (unsigned i = 0; i < s->n_dmx_cids; i++) {
+		if (s->dmx_cids[i].len == len && !memcmp(s->dmx_cids[i].data, cid, len)) {
+			s->dmx_cids[i] = s->dmx_cids[--s->n_dmx_cids];
+			return;
+		}
+	}
+}
+
+int quic_dmx_add_token(struct quic_session *s, const uint8_t *token)
+{
+	if (quic_demux_add_token(s->dmx, token, s) != 0)
+		return -1;
+	if (s->n_dmx_tokens < QUIC_DMX_TRACK)
+		memcpy(s->dmx_tokens[s->n_dmx_tokens++], token, NGTCP2_STATELESS_RESET_TOKENLEN);
+	else
+		s->dmx_overflow = true;
+	return 0;
+}
+
+void quic_dmx_remove_token(struct quic_session *s, const uint8_t *token)
+{
+	quic_demux_remove_token(s->dmx, token, s);
+	for (unsigned i = 0; i < s->n_dmx_tokens; i++) {
+		if (!memcmp(s->dmx_tokens[i], token, NGTCP2_STATELESS_RESET_TOKENLEN)) {
+			memcpy(s->dmx_tokens[i], s->dmx_tokens[--s->n_dmx_tokens],
+			       NGTCP2_STATELESS_RESET_TOKENLEN);
+			return;
+		}
+	}
+}
+
+void quic_dmx_release(struct quic_session *s)
+{
+	while (s->n_dmx_cids) {
+		struct quic_dmx_cid *e = &s->dmx_cids[--s->n_dmx_cids];
+		quic_demux_remove(s->dmx, e->data, e->len, s);
+	}
+	while (s->n_dmx_tokens)
+		quic_demux_remove_token(s->dmx, s->dmx_tokens[--s->n_dmx_tokens], s);
+	if (s->dmx_overflow)
+		quic_demux_forget(s->dmx, s);
 }

@@ -30,6 +30,16 @@
  * 2-byte length; plus the destination connection ID. */
 #define QUIC_DGRAM_OVERHEAD    (1 + 4 + 16 + 1 + 2)
 
+/* The demux entries a session holds, so that freeing it removes them one by
+ * one instead of scanning the demux's tables (a rendezvous with 100 000
+ * sessions losing them all at once would go quadratic). Past the capacity
+ * the session falls back to that scan. */
+#define QUIC_DMX_TRACK 16
+struct quic_dmx_cid {
+	uint8_t len;
+	uint8_t data[NGTCP2_MAX_CIDLEN];
+};
+
 /* Control stream bytes we sent and the peer has not acknowledged. */
 struct quic_chunk {
 	struct quic_chunk *next;
@@ -88,6 +98,11 @@ struct quic_session {
 
 	struct quic_session_stats st;
 	char reason[256];
+
+	struct quic_dmx_cid dmx_cids[QUIC_DMX_TRACK];
+	uint8_t dmx_tokens[QUIC_DMX_TRACK][NGTCP2_STATELESS_RESET_TOKENLEN];
+	uint8_t n_dmx_cids, n_dmx_tokens;
+	bool dmx_overflow;
 };
 
 /* session_cb.c */
@@ -99,6 +114,13 @@ ngtcp2_conn *quic_get_conn(ngtcp2_crypto_conn_ref *ref);
 int quic_make_cid(struct quic_session *s, ngtcp2_cid *cid, size_t len);
 void quic_callbacks(ngtcp2_callbacks *cb, bool server);
 void quic_stream_drop_tx(struct quic_session *s);
+
+/* Demux entries, tracked (see QUIC_DMX_TRACK); add returns as quic_demux_add. */
+int quic_dmx_add_cid(struct quic_session *s, const uint8_t *cid, size_t len);
+void quic_dmx_remove_cid(struct quic_session *s, const uint8_t *cid, size_t len);
+int quic_dmx_add_token(struct quic_session *s, const uint8_t *token);
+void quic_dmx_remove_token(struct quic_session *s, const uint8_t *token);
+void quic_dmx_release(struct quic_session *s);
 
 /* session.c */
 void quic_enter_closing(struct quic_session *s, const ngtcp2_connection_close_error *ce,

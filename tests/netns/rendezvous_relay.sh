@@ -175,4 +175,40 @@ done
 tap_diag "$(grep -h 'rendezvous .*session ended' "$LAB_DIR/a.log" | tail -n 1)"
 tap_check "the tunnel works after the restart" lab_exec a ping -c1 -W2 10.77.0.2
 
+# A bounded burst against the rendezvous from another internet host: junk
+# datagrams, handshake floods, and handshakes without a key, while a pings b
+# through the relay. Afterwards a and b still talk and register again.
+rdvload=${RDVLOAD:-$top/build/bench/rdvload}
+if [[ -x $rdvload ]]; then
+	rkey=$(cat "$LAB_DIR/rdv.pub")
+	lab_exec a ping -c 20 -i 0.2 -W1 10.77.0.2 > "$LAB_DIR/ping-burst.txt" 2>&1 &
+	ping_pid=$!
+	for mode in garbage initials nokey; do
+		n=20000; [[ $mode == nokey ]] && n=300
+		lab_exec junk timeout 60 "$rdvload" --server $RDV:3478 --server-key "$rkey" \
+			--mode $mode --peers $n --concurrency 50 --rate 20000 --duration 30 \
+			> "$LAB_DIR/load-$mode.out" 2> "$LAB_DIR/load-$mode.err"
+		tap_diag "rdvload $mode: exit $? $(cat "$LAB_DIR/load-$mode.out")"
+	done
+	wait "$ping_pid"
+	got=$(sed -nE 's/.* ([0-9]+) received.*/\1/p' "$LAB_DIR/ping-burst.txt")
+	tap_diag "ping a -> b during the burst: ${got:-0} of 20 answered"
+	tap_check "the relay kept serving a and b during the burst (>= 15 of 20 pings)" \
+		test "${got:-0}" -ge 15
+	tap_check "no key-less handshake was accepted" \
+		grep -q "mode=nokey.* accepted=0 " "$LAB_DIR/load-nokey.out"
+	tap_check "the rendezvous is still up" kill -0 "$PID_rdv"
+	tap_check "after the burst: ping a -> b" lab_exec a ping -c1 -W2 10.77.0.2
+	stop b
+	start b
+	tap_check "after the burst: b registers again" \
+		wait_for 10 sh -c "test \$(grep -c 'registered at rendezvous' $LAB_DIR/b.log) -ge 1"
+	tap_check "after the burst: ping a -> b over a new session" wait_for 20 lab_exec a ping -c1 -W1 10.77.0.2
+else
+	tap_skip "burst against the rendezvous" "build/bench/rdvload not built"
+fi
+stop rdv
+tap_diag "$(grep 'rendezvous:' "$LAB_DIR/rdv2.log")"
+tap_check "the rendezvous counted the junk and the refusals" \
+	grep -qE "rendezvous: .*[1-9][0-9]* not allowed" "$LAB_DIR/rdv2.log"
 tap_done
