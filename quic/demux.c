@@ -1,6 +1,7 @@
 #include "quic/demux.h"
 #include "nat/siphash.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,9 @@ struct quic_demux {
 	bool accepting;
 	size_t max_server, n_server;
 	size_t max_handshakes, n_handshakes; /* server sessions not up yet */
+	/* Handshakes in progress per source address, hashed into buckets: one
+	 * host flooding Initials cannot take every handshake slot. */
+	uint16_t src_hs[QUIC_DEMUX_SRC_BUCKETS];
 	uint64_t refused;
 	struct quic_tab cids;     /* our connection IDs */
 	struct quic_tab tokens;   /* the peers' stateless reset tokens */
@@ -231,11 +235,37 @@ void quic_demux_server_count(struct quic_demux *d, int delta)
 	d->n_server = (size_t)((long)d->n_server + delta);
 }
 
-void quic_demux_handshake_count(struct quic_demux *d, int delta)
+static unsigned src_bucket(const struct quic_demux *d, const struct sockaddr_storage *ss)
 {
-	if (delta < 0 && d->n_handshakes == 0)
-		return;
-	d->n_handshakes = (size_t)((long)d->n_handshakes + delta);
+	const uint8_t *ip;
+	size_t n;
+
+	if (ss->ss_family == AF_INET6) {
+		/* A /64 is one host's (or one site's) to use as it likes. */
+		ip = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+		n = 8;
+	} else {
+		ip = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+		n = 4;
+	}
+	return (unsigned)(na_siphash(d->k0, d->k1, ip, n) & (QUIC_DEMUX_SRC_BUCKETS - 1));
+}
+
+int quic_demux_handshake_begin(struct quic_demux *d, const struct sockaddr_storage *src)
+{
+	unsigned b = src_bucket(d, src);
+
+	d->n_handshakes++;
+	d->src_hs[b]++;
+	return (int)b;
+}
+
+void quic_demux_handshake_end(struct quic_demux *d, int bucket)
+{
+	if (d->n_handshakes)
+		d->n_handshakes--;
+	if (bucket >= 0 && bucket < QUIC_DEMUX_SRC_BUCKETS && d->src_hs[bucket])
+		d->src_hs[bucket]--;
 }
 
 void quic_demux_set_limits(struct quic_demux *d, size_t max_server, size_t max_handshakes)
@@ -397,7 +427,8 @@ enum quic_demux_result quic_demux_input(struct quic_demux *d,
 		return quic_demux_version_negotiation(&vc, len, out, outcap, outlen);
 	if (!d->accepting || !d->cfg)
 		return QUIC_DEMUX_DROP;
-	if (d->n_server >= d->max_server || d->n_handshakes >= d->max_handshakes) {
+	if (d->n_server >= d->max_server || d->n_handshakes >= d->max_handshakes ||
+	    d->src_hs[src_bucket(d, &path->remote)] >= QUIC_DEMUX_MAX_HS_PER_SOURCE) {
 		d->refused++;
 		return QUIC_DEMUX_DROP;
 	}

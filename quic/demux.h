@@ -77,7 +77,14 @@ void quic_demux_remove_token(struct quic_demux *d, const uint8_t token[16],
 			     const struct quic_session *s);
 void quic_demux_forget(struct quic_demux *d, const struct quic_session *s);
 void quic_demux_server_count(struct quic_demux *d, int delta);
-void quic_demux_handshake_count(struct quic_demux *d, int delta);
+/* Server sessions in their handshake, in all and per source address
+ * (QUIC_DEMUX_MAX_HS_PER_SOURCE from one IPv4 address or IPv6 /64, so one
+ * host flooding Initials cannot lock others out). begin returns the token
+ * to give end. */
+#define QUIC_DEMUX_SRC_BUCKETS         4096
+#define QUIC_DEMUX_MAX_HS_PER_SOURCE   64
+int quic_demux_handshake_begin(struct quic_demux *d, const struct sockaddr_storage *src);
+void quic_demux_handshake_end(struct quic_demux *d, int bucket);
 /* Caps on server sessions in all and on those still in their handshake
  * (each costs as much memory as an established one, and anyone can start
  * one): Initials over either cap are dropped and counted. */

@@ -177,7 +177,7 @@ struct quic_session *quic_session_server_new(const struct quic_config *cfg,
 	}
 	if (dmx) {
 		quic_demux_server_count(dmx, +1);
-		quic_demux_handshake_count(dmx, +1);
+		s->hs_bucket = quic_demux_handshake_begin(dmx, &path->remote);
 		s->counted = true;
 		s->hs_counted = true;
 	}
@@ -210,7 +210,7 @@ void quic_session_free(struct quic_session *s)
 		if (s->counted)
 			quic_demux_server_count(s->dmx, -1);
 		if (s->hs_counted)
-			quic_demux_handshake_count(s->dmx, -1);
+			quic_demux_handshake_end(s->dmx, s->hs_bucket);
 		s->dmx = NULL;
 	}
 	ngtcp2_conn_del(s->conn);

@@ -106,7 +106,7 @@ static void quic_set_up(struct quic_session *s)
 	s->state = QUIC_STATE_UP;
 	s->was_up = true;
 	if (s->hs_counted && s->dmx) {
-		quic_demux_handshake_count(s->dmx, -1);
+		quic_demux_handshake_end(s->dmx, s->hs_bucket);
 		s->hs_counted = false;
 	}
 	if (s->cfg->ops && s->cfg->ops->up)

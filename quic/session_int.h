@@ -61,7 +61,8 @@ struct quic_session {
 	void *user;
 	bool server;
 	bool counted;           /* counts against the demux's server limit */
-	bool hs_counted;        /* ... and its handshake limit, until up */
+	bool hs_counted;        /* ... and its handshake limits, until up */
+	int hs_bucket;          /* its source's, for quic_demux_handshake_end */
 	bool creating;          /* inside ngtcp2_conn_*_new: see quic_rand_cb */
 	bool reset_received;
 	bool was_up;            /* both keys were checked: peer_key is good */

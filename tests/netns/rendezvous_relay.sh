@@ -189,21 +189,25 @@ if [[ -x $rdvload ]]; then
 			--mode $mode --peers $n --concurrency 50 --rate 20000 --duration 30 \
 			> "$LAB_DIR/load-$mode.out" 2> "$LAB_DIR/load-$mode.err"
 		tap_diag "rdvload $mode: exit $? $(cat "$LAB_DIR/load-$mode.out")"
+		if [[ $mode == initials ]]; then
+			# The flood's half-open handshakes live on for the handshake
+			# timeout; a real peer must still get in meanwhile.
+			stop b
+			start b
+			tap_check "right after a handshake flood, b registers again within 5 s" \
+				wait_for 5 grep -q "registered at rendezvous" "$LAB_DIR/b.log"
+		fi
 	done
 	wait "$ping_pid"
 	got=$(sed -nE 's/.* ([0-9]+) received.*/\1/p' "$LAB_DIR/ping-burst.txt")
 	tap_diag "ping a -> b during the burst: ${got:-0} of 20 answered"
-	tap_check "the relay kept serving a and b during the burst (>= 15 of 20 pings)" \
-		test "${got:-0}" -ge 15
+	tap_check "the relay kept serving a and b during the burst (>= 10 of 20 pings; b restarts in it)" \
+		test "${got:-0}" -ge 10
 	tap_check "no key-less handshake was accepted" \
 		grep -q "mode=nokey.* accepted=0 " "$LAB_DIR/load-nokey.out"
 	tap_check "the rendezvous is still up" kill -0 "$PID_rdv"
-	tap_check "after the burst: ping a -> b" lab_exec a ping -c1 -W2 10.77.0.2
-	stop b
-	start b
-	tap_check "after the burst: b registers again" \
-		wait_for 10 sh -c "test \$(grep -c 'registered at rendezvous' $LAB_DIR/b.log) -ge 1"
-	tap_check "after the burst: ping a -> b over a new session" wait_for 20 lab_exec a ping -c1 -W1 10.77.0.2
+	tap_check "after the burst: ping a -> b (over b's new session)" \
+		wait_for 20 lab_exec a ping -c1 -W1 10.77.0.2
 else
 	tap_skip "burst against the rendezvous" "build/bench/rdvload not built"
 fi
