@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/ctl.h"
 #include "agent/fastpath.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/rendezvous.h"
+#include "agent/status.h"
 #include "agent/stunsvc.h"
 #include "agent/tunpath.h"
 
@@ -23,6 +25,8 @@ struct daemon {
 	bool stun_open;
 	struct agent agent;
 	bool agent_open, peers_open, proxy_open, tun_open, rdv_open;
+	struct ctl ctl;
+	bool ctl_open;
 	struct fastpath fastpath;
 	bool keep_pins; /* stopping for a restart: the BPF maps stay pinned */
 	int exit_status;
@@ -213,12 +217,23 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 	if ((cfg->has_mode || cfg->rdv.present) && start_agent(&d) < 0)
 		goto out;
 	fastpath_start(&d.fastpath, d.loop, cfg, d.agent_open ? &d.agent : NULL, opts->no_bpf);
+	if (d.agent_open) {
+		const char *why = NULL;
+		/* natctl show reads it; the tunnel runs without it. */
+		if (ctl_open(&d.ctl, d.loop, cfg->name, agent_status, &d.agent, &why) < 0)
+			log_warn("%s: no control socket (natctl show will not work): %s",
+				 cfg->name, why ? why : "?");
+		else
+			d.ctl_open = true;
+	}
 	log_info("%s: ready", cfg->name);
 	err = loop_run(d.loop);
 	if (err < 0)
 		log_err("%s: event loop failed: %s", cfg->name, strerror(-err));
 	d.exit_status = err < 0 ? 1 : 0;
 out:
+	if (d.ctl_open)
+		ctl_close(&d.ctl);
 	fastpath_stop(&d.fastpath, d.keep_pins);
 	stop_agent(&d);
 	if (d.stun_open) {

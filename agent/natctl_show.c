@@ -851,8 +851,10 @@ static int show_all(struct show_opts *o)
 	/* No directory is no natagent, as no sockets are. */
 	n = scandir(dir, &list, is_socket_name, alphasort);
 	if (n < 0 && errno != ENOENT) {
-		fprintf(stderr, "natctl: cannot read %s: %s%s\n", dir, strerror(errno),
-			errno == EACCES ? " (try again as root)" : "");
+		int err = errno;
+
+		fprintf(stderr, "natctl: cannot read %s: %s%s\n", dir, strerror(err),
+			err == EACCES ? " (try again as root)" : "");
 		return 1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -872,9 +874,20 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: natctl show [IFACE] [--json]\n"
-		"  Shows a running natagent's interface, peers and rendezvous service, asked\n"
-		"  over $%s/IFACE.sock (default %s); without IFACE, every natagent.\n"
+		"  Shows a running natagent's interface, peers and rendezvous service,\n"
+		"  asked over $%s/IFACE.sock (default %s);\n"
+		"  without IFACE, every natagent running.\n"
 		"  --json  machine-readable output\n", CTL_RUN_DIR_ENV, CTL_RUN_DIR_DEFAULT);
+}
+
+/* A full disk or a closed pipe must not pass for a successful show. */
+static int flush_stdout(int status)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "natctl: cannot write the output: %s\n", strerror(errno));
+		return 1;
+	}
+	return status;
 }
 
 int natctl_show(int argc, char **argv)
@@ -902,7 +915,7 @@ int natctl_show(int argc, char **argv)
 		status = show_one(&o, argv[optind]) < 0;
 		if (o.shown && o.json)
 			printf("\n");
-		return status;
+		return flush_stdout(status);
 	}
 	o.array = o.json;
 	if (o.array)
@@ -910,5 +923,5 @@ int natctl_show(int argc, char **argv)
 	status = show_all(&o);
 	if (o.array)
 		printf("%s]\n", o.shown ? "\n" : "");
-	return status;
+	return flush_stdout(status);
 }

@@ -69,7 +69,9 @@ host_conf() {  # NAME
 
 start() {  # NAME [CONF]
 	local conf=${2:-$LAB_DIR/$1/nt0.conf}
-	lab_spawn "$1" "$LAB_DIR/$1.log" "$natagent" -d -B -c "$conf"
+	mkdir -p "$LAB_DIR/run-$1"
+	lab_spawn "$1" "$LAB_DIR/$1.log" env NATAGENT_RUN_DIR="$LAB_DIR/run-$1" \
+		"$natagent" -d -B -c "$conf"
 	printf -v "PID_$1" '%s' "$LAB_LAST_PID"
 	wait_for 5 grep -q ready "$LAB_DIR/$1.log"
 }
@@ -130,6 +132,21 @@ iperf() {  # FROM TO SECONDS -> sets RC RECEIVED
 		"$LAB_DIR/iperf3.json" | head -n1)
 	tap_diag "iperf3 $1 -> $2: exit $RC, received ${RECEIVED:-?} bytes"
 }
+
+show() {  # HOST [ARGS...]: natctl show against HOST's agent
+	local h=$1; shift
+	NATAGENT_RUN_DIR=$LAB_DIR/run-$h "$natctl" show "$@"
+}
+show a nt0 > "$LAB_DIR/show-a.txt" 2>&1
+tap_diag "$(cat "$LAB_DIR/show-a.txt")"
+tap_check "natctl show on a: peer b, relay via the rendezvous" \
+	grep -q "path: relay via $RDV:3478" "$LAB_DIR/show-a.txt"
+tap_check "natctl show on a: registered at the rendezvous, seen as its NAT's address" \
+	grep -qE "rendezvous: $RDV:3478, registered .*seen as $(lab_wan_ip a):" "$LAB_DIR/show-a.txt"
+show rdv rdv0 --json > "$LAB_DIR/show-rdv.json" 2>&1
+tap_check "natctl show --json on the rendezvous: 4 registered peers" \
+	python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["rendezvous_service"]["registered_peers"] != 4)' \
+	"$LAB_DIR/show-rdv.json"
 
 lab_spawn b "$LAB_DIR/iperf3-b.log" iperf3 -s -B 10.77.0.2
 wait_for 5 sh -c "ip netns exec $(lab_ns b) ss -ltn | grep -q ':5201'"
