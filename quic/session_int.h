@@ -19,12 +19,13 @@
 /* ngtcp2 0.12 arms its probe timeout (PTO) only for packets with frames it
  * would retransmit, and DATAGRAM frames are not such frames. When a
  * blackout (a rendezvous restart under a relayed path, a NAT rebinding)
- * loses a whole congestion window of datagram-only packets, nothing is left
- * to probe with: the session stalls for good. So one byte on a separate
- * unidirectional stream rides along every QUIC_HB_EVERY datagrams, and a
- * PTO is always armed while datagrams are in flight. The receiver discards
- * those bytes. */
-#define QUIC_HB_EVERY          8
+ * loses the datagram-only packets in flight (a policer dropping a burst's
+ * tail is enough), nothing is left to probe with: the session stalls for
+ * good. So the packet that ends each burst of datagrams (the queue empties
+ * or the congestion window fills) also carries one byte on a separate
+ * unidirectional stream: the tail of every flight holds a frame ngtcp2
+ * probes for, and retransmits when lost. The receiver discards those
+ * bytes. */
 /* A 1-RTT packet around a DATAGRAM frame: first byte, packet number (at
  * most 4), AEAD tag (16 for every TLS 1.3 suite we allow), frame type and a
  * 2-byte length; plus the destination connection ID. */
@@ -84,9 +85,8 @@ struct quic_session {
 
 	/* Control stream: our unidirectional stream out, the peer's in. */
 	int64_t tx_sid, rx_sid;       /* tx_sid -1: not open yet, -2: gone */
-	/* Heartbeat stream: see QUIC_HB_EVERY. -1 not open yet, -2 none. */
+	/* Heartbeat stream (see above): -1 not open yet, -2 none. */
 	int64_t hb_sid;
-	unsigned dgrams_since_hb;
 	struct quic_chunk *tx_head, *tx_tail, *tx_next;
 	size_t tx_next_pos;           /* bytes of tx_next already handed out */
 	uint64_t tx_end;              /* stream offset after the last byte queued */

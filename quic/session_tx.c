@@ -64,6 +64,19 @@ static void quic_dgram_pop(struct quic_session *s)
 	s->dq_len--;
 }
 
+/* Whether the next datagram is the last of this burst: the queue empties,
+ * or the congestion window fills. That packet carries a heartbeat byte
+ * (see session_int.h), so the tail of every flight can be probed. */
+static bool quic_burst_ends(struct quic_session *s)
+{
+	ngtcp2_conn_stat cs;
+
+	if (s->dq_len <= 1)
+		return true;
+	ngtcp2_conn_get_conn_stat(s->conn, &cs);
+	return cs.bytes_in_flight + 2 * QUIC_MAX_PKT >= cs.cwnd;
+}
+
 /* One packet: pending control stream bytes first, then queued datagrams,
  * coalesced with NGTCP2_WRITE_*_FLAG_MORE, then whatever ngtcp2 has
  * (ACKs, retransmissions, probes). Between a WRITE_MORE and the packet that
@@ -75,7 +88,7 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 	ngtcp2_pkt_info pi = { 0 };
 	ngtcp2_ssize n, ndata;
 	size_t dmax = quic_session_dgram_max(s);
-	bool stream_blocked = false, dgram_blocked = false, hb_blocked = false;
+	bool stream_blocked = false, dgram_blocked = false, hb_done = false;
 	int accepted;
 
 	ngtcp2_path_storage_zero(&ps);
@@ -85,7 +98,7 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 		if (ngtcp2_conn_open_uni_stream(s->conn, &sid, NULL) == 0)
 			s->tx_sid = sid;
 	}
-	if (s->state == QUIC_STATE_UP && s->hb_sid == -1 && s->dgrams_since_hb >= QUIC_HB_EVERY) {
+	if (s->state == QUIC_STATE_UP && s->hb_sid == -1 && s->dq_len) {
 		int64_t sid;
 
 		/* A peer that allows one stream only (an older natagent) gets
@@ -93,7 +106,8 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 		s->hb_sid = ngtcp2_conn_open_uni_stream(s->conn, &sid, NULL) == 0 ? sid : -2;
 	}
 	for (;;) {
-		if (s->hb_sid >= 0 && s->dgrams_since_hb >= QUIC_HB_EVERY && !hb_blocked) {
+		if (s->hb_sid >= 0 && !hb_done && s->dq_len && !dgram_blocked &&
+		    quic_burst_ends(s)) {
 			/* Static: ngtcp2 reads it again when it retransmits. */
 			static const uint8_t beat = 0;
 			ngtcp2_vec v = { (uint8_t *)&beat, 1 };
@@ -101,15 +115,12 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 			n = ngtcp2_conn_writev_stream(s->conn, &ps.path, &pi, buf, cap, &ndata,
 						      NGTCP2_WRITE_STREAM_FLAG_MORE,
 						      s->hb_sid, &v, 1, now);
-			if (ndata > 0)
-				s->dgrams_since_hb = 0;
-			if (n == NGTCP2_ERR_WRITE_MORE)
-				continue;
+			hb_done = true; /* written or not, once per packet */
+			if (n == NGTCP2_ERR_WRITE_MORE || n == 0)
+				continue; /* 0: congestion; ACKs may still go below */
 			if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
-			    n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND) {
-				hb_blocked = true;
+			    n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND)
 				continue;
-			}
 		} else if (s->tx_sid >= 0 && s->tx_next && !stream_blocked) {
 			ngtcp2_vec v = { s->tx_next->data + s->tx_next_pos,
 					 s->tx_next->len - s->tx_next_pos };
@@ -145,7 +156,6 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 			if (accepted) {
 				quic_dgram_pop(s);
 				s->st.dgram_sent++;
-				s->dgrams_since_hb++;
 			}
 			if (n == NGTCP2_ERR_WRITE_MORE)
 				continue;

@@ -232,4 +232,22 @@ stop rdv
 tap_diag "$(grep 'rendezvous:' "$LAB_DIR/rdv2.log")"
 tap_check "the rendezvous counted the junk and the refusals" \
 	grep -qE "rendezvous: .*[1-9][0-9]* not allowed" "$LAB_DIR/rdv2.log"
+
+# The relay rate limit: 2 Mbit/s per peer. A TCP transfer through it must
+# stay near that, and the rendezvous counts what it dropped over the rate.
+sed -i 's/^RelayRate = 0$/RelayRate = 2/' "$LAB_DIR/rdv/rdv0.conf"
+: > "$LAB_DIR/rdv3.log"
+lab_spawn rdv "$LAB_DIR/rdv3.log" "$natagent" -d -B -c "$LAB_DIR/rdv/rdv0.conf"
+PID_rdv=$LAB_LAST_PID
+tap_check "the tunnel comes back through a rate-limited rendezvous" \
+	wait_for 30 lab_exec a ping -c1 -W1 10.77.0.2
+iperf a 10.77.0.2 3
+kbit=$(( ${RECEIVED:-0} * 8 / 3 / 1000 ))
+tap_diag "through a 2 Mbit/s relay limit: ${kbit} kbit/s"
+tap_check "RelayRate = 2: the transfer completes, at most ~2 Mbit/s (under 4000 kbit/s)" \
+	test "$RC" = 0 -a "${RECEIVED:-0}" -gt 50000 -a "$kbit" -lt 4000
+stop rdv
+tap_diag "$(grep 'rendezvous:' "$LAB_DIR/rdv3.log")"
+tap_check "the rendezvous counted the datagrams over the rate" \
+	grep -qE "rendezvous: .* [1-9][0-9]* over rate" "$LAB_DIR/rdv3.log"
 tap_done
