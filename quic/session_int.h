@@ -26,6 +26,7 @@
  * unidirectional stream: the tail of every flight holds a frame ngtcp2
  * probes for, and retransmits when lost. The receiver discards those
  * bytes. */
+#define QUIC_HB_ROOM           16  /* its STREAM frame, at most */
 /* A 1-RTT packet around a DATAGRAM frame: first byte, packet number (at
  * most 4), AEAD tag (16 for every TLS 1.3 suite we allow), frame type and a
  * 2-byte length; plus the destination connection ID. */
@@ -87,6 +88,7 @@ struct quic_session {
 	int64_t tx_sid, rx_sid;       /* tx_sid -1: not open yet, -2: gone */
 	/* Heartbeat stream (see above): -1 not open yet, -2 none. */
 	int64_t hb_sid;
+	bool hb_pending;        /* owed: the burst's last datagram filled its packet */
 	struct quic_chunk *tx_head, *tx_tail, *tx_next;
 	size_t tx_next_pos;           /* bytes of tx_next already handed out */
 	uint64_t tx_end;              /* stream offset after the last byte queued */

@@ -92,13 +92,15 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 	int accepted;
 
 	ngtcp2_path_storage_zero(&ps);
-	if (s->state == QUIC_STATE_UP && s->tx_sid == -1 && s->tx_next) {
+	/* The peer takes our first unidirectional stream for the control
+	 * stream: open it before the heartbeat's, even with nothing to say. */
+	if (s->state == QUIC_STATE_UP && s->tx_sid == -1 && (s->tx_next || s->dq_len)) {
 		int64_t sid;
 
 		if (ngtcp2_conn_open_uni_stream(s->conn, &sid, NULL) == 0)
 			s->tx_sid = sid;
 	}
-	if (s->state == QUIC_STATE_UP && s->hb_sid == -1 && s->dq_len) {
+	if (s->state == QUIC_STATE_UP && s->hb_sid == -1 && s->tx_sid >= 0 && s->dq_len) {
 		int64_t sid;
 
 		/* A peer that allows one stream only (an older natagent) gets
@@ -106,8 +108,9 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 		s->hb_sid = ngtcp2_conn_open_uni_stream(s->conn, &sid, NULL) == 0 ? sid : -2;
 	}
 	for (;;) {
-		if (s->hb_sid >= 0 && !hb_done && s->dq_len && !dgram_blocked &&
-		    quic_burst_ends(s)) {
+		if (s->hb_sid >= 0 && !hb_done && !dgram_blocked &&
+		    (s->hb_pending || (s->dq_len && quic_burst_ends(s) &&
+				       s->dq[s->dq_head].len + QUIC_HB_ROOM <= dmax))) {
 			/* Static: ngtcp2 reads it again when it retransmits. */
 			static const uint8_t beat = 0;
 			ngtcp2_vec v = { (uint8_t *)&beat, 1 };
@@ -116,6 +119,8 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 						      NGTCP2_WRITE_STREAM_FLAG_MORE,
 						      s->hb_sid, &v, 1, now);
 			hb_done = true; /* written or not, once per packet */
+			if (ndata > 0)
+				s->hb_pending = false;
 			if (n == NGTCP2_ERR_WRITE_MORE || n == 0)
 				continue; /* 0: congestion; ACKs may still go below */
 			if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
@@ -147,6 +152,13 @@ static ssize_t quic_write_live(struct quic_session *s, uint8_t *buf, size_t cap,
 				quic_dgram_pop(s);
 				s->st.dgram_dropped++;
 				continue;
+			}
+			if (!hb_done && s->hb_sid >= 0 && d->len + QUIC_HB_ROOM > dmax &&
+			    quic_burst_ends(s)) {
+				/* Too big to share a packet with the
+				 * heartbeat: it follows in the next one. */
+				s->hb_pending = true;
+				hb_done = true;
 			}
 			accepted = 0;
 			n = ngtcp2_conn_writev_datagram(s->conn, &ps.path, &pi, buf, cap,

@@ -69,12 +69,27 @@ static void sa4(struct sockaddr_storage *ss, const char *ip, uint16_t port)
 	inet_pton(AF_INET, ip, &sin->sin_addr);
 }
 
+static void sa6(struct sockaddr_storage *ss, const char *ip, uint16_t port)
+{
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(port);
+	inet_pton(AF_INET6, ip, &s6->sin6_addr);
+}
+
 static bool sa_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+	const struct sockaddr_in6 *x6 = (const void *)a, *y6 = (const void *)b;
 
-	return x->sin_family == y->sin_family && x->sin_port == y->sin_port &&
-	       x->sin_addr.s_addr == y->sin_addr.s_addr;
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET6)
+		return x6->sin6_port == y6->sin6_port &&
+		       !memcmp(&x6->sin6_addr, &y6->sin6_addr, sizeof(x6->sin6_addr));
+	return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
 }
 
 static unsigned sa_port(const struct sockaddr_storage *a)
@@ -671,6 +686,51 @@ static void test_migration(void)
 	world_free(&w);
 }
 
+/* The agent's relayed path (agent/relay.c) is a path between two addresses
+ * of 100::/64 that never reach a wire. A session that started there moves
+ * to a direct IPv4 path by migration: no new handshake, datagrams go on. */
+static void test_relay_to_direct(void)
+{
+	struct world w;
+	struct quic_path p;
+	uint32_t seq = 0, missing = 0;
+	int err, ups;
+
+	world_init(&w, true);
+	sa6(&w.c.addr[0], "100::1", 1);
+	sa6(&w.s.addr[1], "100::2", 1);
+	w.s.naddr = 2;
+	p.local = w.c.addr[0];
+	p.remote = w.s.addr[1];
+	w.c.sess = quic_session_client_new(&w.c.cfg, w.c.dmx, &p, w.s.pub, &w.c, now, &err);
+	CHECK(w.c.sess && run_until_up(&w), "relayed path: handshake over 100::1 -> 100::2");
+	run(&w, 50 * MS);
+	ups = w.c.ups + w.s.ups;
+	for (int i = 0; i < 40; i++, seq++) {
+		send_seq(w.c.sess, seq);
+		run(&w, MS);
+	}
+	p.local = w.c.addr[1];
+	p.remote = w.s.addr[0];
+	CHECK_EQ_INT(quic_session_migrate(w.c.sess, &p, now), QUIC_OK,
+		     "relayed -> direct: the client migrates to 127.0.0.1:5001 -> :4433");
+	for (int i = 0; i < 200; i++, seq++) {
+		send_seq(w.c.sess, seq);
+		run(&w, MS);
+	}
+	run(&w, 100 * MS);
+	CHECK(w.c.path_ev[QUIC_PATH_MIGRATED] == 1 &&
+	      quic_session_path(w.c.sess)->local.ss_family == AF_INET,
+	      "relayed -> direct: the client's path is the IPv4 one");
+	CHECK(quic_session_path(w.s.sess)->remote.ss_family == AF_INET,
+	      "relayed -> direct: the server sends to the direct address");
+	for (uint32_t i = 0; i < seq; i++)
+		missing += !w.s.seen[i];
+	CHECK_EQ_INT(missing, 0, "relayed -> direct: no datagram lost across the move");
+	CHECK_EQ_INT(w.c.ups + w.s.ups, ups, "relayed -> direct: no new handshake");
+	world_free(&w);
+}
+
 static void test_idle_and_keepalive(void)
 {
 	struct world w;
@@ -905,6 +965,7 @@ int main(void)
 	test_migration();
 	test_idle_and_keepalive();
 	test_blackout_recovery();
+	test_relay_to_direct();
 	test_stateless_reset();
 	test_demux();
 	CHECK(net_sent > 500 && net_not_quic == 0,
