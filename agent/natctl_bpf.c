@@ -24,6 +24,7 @@
 #include "agent/bpf.h"
 #include "agent/fastpath.h"
 #include "agent/natctl.h"
+#include "agent/natctl_fmt.h"
 
 #define MAX_IFACES 64
 
@@ -150,49 +151,15 @@ static const char *family_name(unsigned f)
 /* "1 minute, 12 seconds ago", "now", "never". */
 static const char *ago(const struct view *v, uint64_t t, char *buf, size_t len)
 {
-	static const struct { const char *unit; uint64_t s; } units[] = {
-		{ "year", 365 * 24 * 3600ull }, { "day", 24 * 3600 }, { "hour", 3600 },
-		{ "minute", 60 }, { "second", 1 },
-	};
+	char d[128];
 	uint64_t left;
-	size_t n = 0;
 
 	if (!t)
 		return "never";
 	left = v->now > t ? (v->now - t) / 1000000000ull : 0;
 	if (!left)
 		return "now";
-	buf[0] = '\0';
-	for (unsigned i = 0; i < sizeof(units) / sizeof(*units) && n < len; i++) {
-		uint64_t q = left / units[i].s;
-
-		if (!q)
-			continue;
-		left -= q * units[i].s;
-		n += (size_t)snprintf(buf + n, len - n, "%s%llu %s%s", n ? ", " : "",
-				      (unsigned long long)q, units[i].unit, q == 1 ? "" : "s");
-	}
-	if (n < len)
-		snprintf(buf + n, len - n, " ago");
-	return buf;
-}
-
-/* "1.23 KiB", as wg prints transfer. */
-static const char *bytes(uint64_t b, char *buf, size_t len)
-{
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
-	double d = (double)b;
-	int i = -1;
-
-	if (b < 1024) {
-		snprintf(buf, len, "%llu B", (unsigned long long)b);
-		return buf;
-	}
-	while (d >= 1024 && i < 3) {
-		d /= 1024;
-		i++;
-	}
-	snprintf(buf, len, "%.2f %s", d, units[i]);
+	snprintf(buf, len, "%s ago", natctl_duration(left, d, sizeof(d)));
 	return buf;
 }
 
@@ -295,7 +262,7 @@ static void print_text(const struct view *v, const char *ifname, const char *dir
 			       bpf_path_class_name(k->class), bpf_path_action_name(k->action),
 			       bpf_path_reason_name(k->reason),
 			       (unsigned long long)v->stats[i].s.packets,
-			       bytes(v->stats[i].s.bytes, b1, sizeof(b1)));
+			       natctl_bytes(v->stats[i].s.bytes, b1, sizeof(b1)));
 		}
 	}
 	for (unsigned i = 0; i < v->n_cache; i++) {
@@ -308,8 +275,8 @@ static void print_text(const struct view *v, const char *ifname, const char *dir
 		printf("  latest tx: %s\n", ago(v, e->v.last_tx_ns, t1, sizeof(t1)));
 		printf("  transfer: %llu packet%s, %s received; %llu packet%s, %s sent\n",
 		       (unsigned long long)e->v.rx_packets, e->v.rx_packets == 1 ? "" : "s",
-		       bytes(e->v.rx_bytes, b1, sizeof(b1)), (unsigned long long)e->v.tx_packets,
-		       e->v.tx_packets == 1 ? "" : "s", bytes(e->v.tx_bytes, b2, sizeof(b2)));
+		       natctl_bytes(e->v.rx_bytes, b1, sizeof(b1)), (unsigned long long)e->v.tx_packets,
+		       e->v.tx_packets == 1 ? "" : "s", natctl_bytes(e->v.tx_bytes, b2, sizeof(b2)));
 		printf("  flags: %s\n", flags_str(e->v.flags, f, sizeof(f), false));
 	}
 }

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "agent/ctl.h"
+#include "agent/natctl_fmt.h"
 #include "agent/natctl.h"
 
 #define SHOW_TIMEOUT_S  10
@@ -304,32 +305,6 @@ static uint64_t get_u64_or0(const struct reply *r, const struct section *s, cons
 
 /* ---- text output ---- */
 
-/* "1 hour, 2 minutes, 3 seconds", as wg prints times. */
-static const char *duration(uint64_t secs, char *buf, size_t len)
-{
-	static const struct { const char *unit; uint64_t s; } units[] = {
-		{ "year", 365 * 24 * 3600ull }, { "day", 24 * 3600 }, { "hour", 3600 },
-		{ "minute", 60 }, { "second", 1 },
-	};
-	size_t n = 0;
-
-	if (!secs) {
-		snprintf(buf, len, "0 seconds");
-		return buf;
-	}
-	buf[0] = '\0';
-	for (size_t i = 0; i < sizeof(units) / sizeof(*units) && n < len; i++) {
-		uint64_t q = secs / units[i].s;
-
-		if (!q)
-			continue;
-		secs -= q * units[i].s;
-		n += (size_t)snprintf(buf + n, len - n, "%s%llu %s%s", n ? ", " : "",
-				      (unsigned long long)q, units[i].unit, q == 1 ? "" : "s");
-	}
-	return buf;
-}
-
 /* "12 seconds ago" from an age in ms; "just now" under a second. */
 static const char *ago(uint64_t ms, char *buf, size_t len)
 {
@@ -338,26 +313,7 @@ static const char *ago(uint64_t ms, char *buf, size_t len)
 	if (ms < 1000)
 		snprintf(buf, len, "just now");
 	else
-		snprintf(buf, len, "%s ago", duration(ms / 1000, d, sizeof(d)));
-	return buf;
-}
-
-/* "1.20 MiB", as wg prints transfer. */
-static const char *bytes(uint64_t b, char *buf, size_t len)
-{
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
-	double d = (double)b;
-	int i = -1;
-
-	if (b < 1024) {
-		snprintf(buf, len, "%llu B", (unsigned long long)b);
-		return buf;
-	}
-	while (d >= 1024 && i < 3) {
-		d /= 1024;
-		i++;
-	}
-	snprintf(buf, len, "%.2f %s", d, units[i]);
+		snprintf(buf, len, "%s ago", natctl_duration(ms / 1000, d, sizeof(d)));
 	return buf;
 }
 
@@ -540,15 +496,15 @@ static void print_peer(const struct reply *r, const struct section *s)
 	print_path(r, s);
 	print_allowed(r, s);
 	if (get_u64(r, s, "session_age_ms", &age))
-		part(&p, "up %s", duration(age / 1000, a, sizeof(a)));
+		part(&p, "up %s", natctl_duration(age / 1000, a, sizeof(a)));
 	if (get_u64(r, s, "rtt_us", &rtt))
 		part(&p, "rtt %.2f ms", (double)rtt / 1000);
 	if (p.n)
 		printf("  session: %s\n", p.buf);
 	/* Like wg: no transfer line for a peer that never carried a byte. */
 	if (rx || tx)
-		printf("  transfer: %s received, %s sent\n", bytes(rx, a, sizeof(a)),
-		       bytes(tx, b, sizeof(b)));
+		printf("  transfer: %s received, %s sent\n", natctl_bytes(rx, a, sizeof(a)),
+		       natctl_bytes(tx, b, sizeof(b)));
 	print_drops(r, s, peer_drops, sizeof(peer_drops) / sizeof(*peer_drops));
 	if ((v = get(r, s, "last_error")))
 		printf("  last error: %s\n", v);
@@ -567,7 +523,7 @@ static void print_service(const struct reply *r, const struct section *s)
 	relayed = get_u64(r, s, "relayed_bytes", &octets) || relayed;
 	if (relayed)
 		printf("  relayed: %llu datagram%s, %s\n", (unsigned long long)dgrams,
-		       dgrams == 1 ? "" : "s", bytes(octets, b, sizeof(b)));
+		       dgrams == 1 ? "" : "s", natctl_bytes(octets, b, sizeof(b)));
 	print_drops(r, s, service_drops, sizeof(service_drops) / sizeof(*service_drops));
 }
 
