@@ -129,6 +129,17 @@ static bool keep_new(const struct conn *old, const struct conn *new)
 	return cmp < 0 || (cmp == 0 && new->created > old->created);
 }
 
+/* Sessions to the rendezvous service's Listen port are registrations, even
+ * from a key that is also our peer (whose peer session uses ListenPort). */
+static bool on_rdv_port(const struct conn *c)
+{
+	struct na_endpoint local;
+
+	na_endpoint_from_sockaddr(&local, (const struct sockaddr *)&quic_session_path(c->s)->local);
+	return local.port == c->a->cfg->rdv.listen.port &&
+	       na_ip_equal(&local.ip, &c->a->cfg->rdv.listen.ip);
+}
+
 void conn_up(struct conn *c)
 {
 	struct agent *a = c->a;
@@ -137,8 +148,8 @@ void conn_up(struct conn *c)
 	struct conn *loser = NULL;
 	struct na_endpoint remote;
 
-	if (!p && a->rdvsrv && quic_session_is_server(c->s)) {
-		rdv_server_up(c); /* not a peer of ours: a peer registering */
+	if (a->rdvsrv && quic_session_is_server(c->s) && on_rdv_port(c)) {
+		rdv_server_up(c); /* a peer registering (perhaps also one of ours) */
 		return;
 	}
 	if (!p) {
