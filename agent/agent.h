@@ -68,7 +68,6 @@ struct peer {
 	unsigned idx;        /* in agent.peers: names its relayed path */
 	bool dialed_relay;   /* the last dial went through the rendezvous */
 	bool try_relay;      /* next dial: through the rendezvous (if both ways exist) */
-	bool up_since_dial;  /* the session of the last dial came up */
 	char last_error[96]; /* why the last session ended */
 	struct peer_stats st;
 	/* proxy mode */
@@ -179,7 +178,7 @@ struct conn *rdvclient_uplink(struct agent *a);
  * of the discard prefix 100::/64 (RFC 6666), never on a wire: ours, and
  * one per peer that names it. Packets the sessions send there are wrapped
  * into the rendezvous session's DATAGRAMs. */
-void relay_path(struct agent *a, const struct peer *p, struct quic_path *path);
+void relay_path(const struct peer *p, struct quic_path *path);
 bool relay_is_path(const struct sockaddr_storage *ss);
 /* Sends one packet a session wrote for a relayed path. */
 void relay_send(struct agent *a, const struct sockaddr_storage *to, const uint8_t *pkt,

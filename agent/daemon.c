@@ -162,14 +162,16 @@ static void log_rdv_stats(struct daemon *d)
 	log_info("%s: rendezvous: %llu registered, %llu registrations, %llu messages "
 		 "(%llu forwarded), relayed %llu datagrams (%llu bytes); dropped: %llu to "
 		 "unregistered keys, %llu not allowed, %llu over rate, %llu malformed, %llu "
-		 "queue full; %llu handshakes refused", d->cfg->name,
+		 "queue full; %llu handshakes refused, %llu keys over the per-peer limit, %llu "
+		 "registrations replaced by a newer session", d->cfg->name,
 		 (unsigned long long)st->registered, (unsigned long long)st->registrations,
 		 (unsigned long long)st->messages, (unsigned long long)st->forwarded,
 		 (unsigned long long)st->relayed_dgrams, (unsigned long long)st->relayed_bytes,
 		 (unsigned long long)st->dropped_unknown, (unsigned long long)st->dropped_not_allowed,
 		 (unsigned long long)st->dropped_rate, (unsigned long long)st->dropped_bad,
 		 (unsigned long long)st->dropped_full,
-		 (unsigned long long)quic_demux_refused(d->agent.demux));
+		 (unsigned long long)quic_demux_refused(d->agent.demux),
+		 (unsigned long long)st->refused_keys, (unsigned long long)st->replaced);
 }
 
 static void stop_agent(struct daemon *d)

@@ -75,7 +75,7 @@ static void dial(struct peer *p)
 		return;
 	p->dialed_relay = dial_relayed(p);
 	if (p->dialed_relay) {
-		relay_path(a, p, &path);
+		relay_path(p, &path);
 		snprintf(ep, sizeof(ep), "through the rendezvous");
 	} else if (!p->cfg->has_endpoint) {
 		return; /* the relay went away meanwhile; it will call again */
@@ -174,7 +174,6 @@ void conn_up(struct conn *c)
 	p->conn = c;
 	p->backoff = 0;
 	p->up_since = loop_now();
-	p->up_since_dial = true;
 	loop_timer_cancel(a->loop, &p->dial_timer);
 	na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&quic_session_path(c->s)->remote);
 	char r[NA_ENDPOINT_STRLEN];
@@ -210,9 +209,10 @@ void conn_dead(struct conn *c)
 	snprintf(p->last_error, sizeof(p->last_error), "%s", *why ? why : "closed");
 	if (p->conn)
 		return;
-	if (!quic_session_is_server(c->s) && !p->up_since_dial)
-		p->try_relay = !p->dialed_relay; /* it never came up: try the other way */
-	p->up_since_dial = false;
+	/* Ours and it never came up (no key was ever checked): next time try
+	 * the other way. */
+	if (!quic_session_is_server(c->s) && !quic_session_peer_key(c->s))
+		p->try_relay = !p->dialed_relay;
 	if (strstr(why, "stateless reset"))
 		p->backoff = 0; /* the peer restarted: it is there, dial now */
 	else

@@ -62,19 +62,18 @@ static void retry_later(struct rdvclient *r)
 	schedule(r, r->backoff);
 }
 
-bool rdvclient_can_relay(struct agent *a)
-{
-	struct rdvclient *r = a->rdv;
-
-	return r && r->state == RDV_REGISTERED && r->conn &&
-	       quic_session_dgram_max(r->conn->s) >= RELAY_MIN_DGRAM;
-}
-
 struct conn *rdvclient_uplink(struct agent *a)
 {
 	struct rdvclient *r = a->rdv;
 
 	return r && r->state == RDV_REGISTERED && r->conn ? r->conn : NULL;
+}
+
+bool rdvclient_can_relay(struct agent *a)
+{
+	struct conn *up = rdvclient_uplink(a);
+
+	return up && quic_session_dgram_max(up->s) >= RELAY_MIN_DGRAM;
 }
 
 /* Tells the peers once the session can carry their packets. */
@@ -201,7 +200,6 @@ static void on_message(struct rdvclient *r, const struct rdvmsg *m)
 		r->have_srflx = true;
 		if (r->state != RDV_REGISTERED) {
 			set_state(r, RDV_REGISTERED);
-			r->registrations++;
 			r->backoff = 0;
 			r->error[0] = 0;
 			r->waited = 0;

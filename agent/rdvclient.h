@@ -23,7 +23,6 @@ struct rdvclient {
 	bool warned_small;
 	struct na_endpoint srflx;  /* how the rendezvous sees us */
 	bool have_srflx;
-	unsigned registrations;
 	char error[192];           /* why the last session failed */
 	size_t rx_len;
 	uint8_t rx[RDVMSG_MAX_FRAME];

@@ -39,9 +39,8 @@ static void relay_addr(struct sockaddr_storage *ss, uint32_t host)
 	memcpy(&s6->sin6_addr.s6_addr[12], &host, 4);
 }
 
-void relay_path(struct agent *a, const struct peer *p, struct quic_path *path)
+void relay_path(const struct peer *p, struct quic_path *path)
 {
-	(void)a;
 	relay_addr(&path->local, 1);
 	relay_addr(&path->remote, p->idx + 2);
 }
@@ -125,7 +124,7 @@ void relay_drain(struct agent *a)
 
 		if (inq[i].peer >= a->n_peers)
 			continue;
-		relay_path(a, &a->peers[inq[i].peer], &path);
+		relay_path(&a->peers[inq[i].peer], &path);
 		a->relay.rx++;
 		agent_input_quic(a, inq[i].pkt, inq[i].len, &path, 0);
 	}

@@ -97,6 +97,16 @@ bool rdv_server_accepts(struct agent *a, const uint8_t key[KEY_LEN])
 	return a->rdvsrv != NULL;
 }
 
+/* A relayed-bytes bucket from a rate in Mbit/s (0: unlimited); bursts of
+ * 100 ms worth, at least 64 KiB, so one full window of a TCP flow inside
+ * passes. */
+static void relay_bucket_init(struct tbucket *b, unsigned mbit, uint64_t now)
+{
+	uint64_t rate = (uint64_t)mbit * 125000;
+
+	tbucket_init(b, (uint32_t)rate, (uint32_t)(rate / 10 > 65536 ? rate / 10 : 65536), now);
+}
+
 static void send_frame(struct conn *c, const uint8_t *buf, size_t len)
 {
 	if (len && quic_session_stream_send(c->s, buf, len) == 0)
@@ -153,11 +163,7 @@ void rdv_server_up(struct conn *c)
 	reg->conn = c;
 	reg->since = now;
 	tbucket_init(&reg->msgs, c->a->cfg->rdv.message_rate, 2 * c->a->cfg->rdv.message_rate, now);
-	{
-		uint64_t rate = (uint64_t)c->a->cfg->rdv.relay_rate * 125000;
-		uint64_t burst = rate / 10 > 65536 ? rate / 10 : 65536;
-		tbucket_init(&reg->relay, (uint32_t)rate, (uint32_t)burst, now);
-	}
+	relay_bucket_init(&reg->relay, c->a->cfg->rdv.relay_rate, now);
 	c->role = CONN_RDV_REG;
 	c->reg = reg;
 	b = bucket_of(sv, key);
@@ -390,7 +396,7 @@ int rdv_server_open(struct agent *a)
 {
 	const struct config_rendezvous *rc = &a->cfg->rdv;
 	struct rdv_server *sv = calloc(1, sizeof(*sv));
-	uint64_t k[2], now = loop_now(), total;
+	uint64_t k[2], now = loop_now();
 	size_t n = 16;
 
 	if (!sv)
@@ -409,9 +415,7 @@ int rdv_server_open(struct agent *a)
 	sv->a = a;
 	tbucket_init(&sv->msgs_total, rc->message_rate * RDV_MSG_TOTAL_X,
 		     2 * rc->message_rate * RDV_MSG_TOTAL_X, now);
-	total = (uint64_t)rc->relay_rate_total * 125000;
-	tbucket_init(&sv->relay_total, (uint32_t)total,
-		     (uint32_t)(total / 10 > 65536 ? total / 10 : 65536), now);
+	relay_bucket_init(&sv->relay_total, rc->relay_rate_total, now);
 	quic_demux_set_limits(a->demux, rc->max_peers + a->n_peers + 16, RDV_MAX_HANDSHAKES);
 	a->rdvsrv = sv;
 	return 0;

@@ -61,6 +61,7 @@ static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
 {
 	const struct config_peer *cp = p->cfg;
 	const char *kind = peer_path_kind(p);
+	bool up = p->conn && quic_session_is_up(p->conn->s);
 	const struct peer_stats *st = &p->st;
 	char b[NA_PREFIX_STRLEN];
 
@@ -69,16 +70,16 @@ static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
 	for (unsigned i = 0; i < cp->n_allowed_ips; i++)
 		ctl_printf(out, "%s%s", i ? "," : "", na_prefix_str(&cp->allowed_ips[i], b, sizeof(b)));
 	ctl_printf(out, "\npath=%s\n", kind);
-	if (p->conn && quic_session_is_up(p->conn->s)) {
+	if (up) {
+		const struct quic_path *path = quic_session_path(p->conn->s);
 		struct quic_session_stats qs;
 		struct na_endpoint remote;
 
 		quic_session_get_stats(p->conn->s, &qs);
-		if (kind[0] == 'r') {
+		if (relay_is_path(&path->remote)) {
 			endpoint(out, "relay", &p->a->cfg->rendezvous);
 		} else {
-			na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)
-						  &quic_session_path(p->conn->s)->remote);
+			na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&path->remote);
 			endpoint(out, "endpoint", &remote);
 		}
 		ctl_printf(out, "session_age_ms=%" PRIu64 "\n", age_ms(p->up_since, now));

@@ -33,7 +33,6 @@ WINDOW=${BENCH_WINDOW:-256}
 MAX_REQUESTS=20000000   # a bound on each run besides its time
 load="$top/$B/bench/stunload"
 progbench="$top/$B/bench/xdp_prog_bench"
-PY=/usr/bin/python3
 
 if [[ $(id -u) != 0 ]]; then echo "bench/xdp_stun: needs root (namespaces, BPF)"; exit 0; fi
 for t in "$load" "$progbench"; do
@@ -52,17 +51,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# full_checksums NS IF: see tests/netns/natagent_bpf.sh.
-full_checksums() {
-	lab_exec "$1" $PY - "$2" <<-'PYEOF'
-	import array, fcntl, socket, struct, sys
-	ETHTOOL_STXCSUM, SIOCETHTOOL = 0x17, 0x8946
-	val = array.array("B", struct.pack("II", ETHTOOL_STXCSUM, 0))
-	ifr = struct.pack("16sQ16x", sys.argv[1].encode(), val.buffer_info()[0])
-	fcntl.ioctl(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), SIOCETHTOOL, ifr)
-	PYEOF
-}
-
 echo "bench/xdp_stun: ${SECONDS_EACH}s each, window $WINDOW, one load generator over veth + bridge"
 
 # --- 1: the program alone.
@@ -79,7 +67,7 @@ echo "  (one per call: the kernel's timing of single runs, less an empty program
 # --- 2: the lab.
 lab_internet && lab_server coturn 198.18.0.10 198.18.0.11 &&
 	lab_server natagent 198.18.0.30 && lab_server load 198.18.0.50 &&
-	full_checksums load eth0 && lab_coturn coturn || exit 1
+	lab_full_checksums load eth0 && lab_coturn coturn || exit 1
 COTURN_PID=$LAB_LAST_PID
 umask 077
 cat > "$LAB_DIR/rdv.conf" <<CONF

@@ -49,6 +49,7 @@
 #   lab_conntrack_timeout NS SECONDS  short UDP conntrack (and mapping) timeouts
 #   lab_flush_conntrack NS            forget all NAT state in NS
 #   lab_loss NS IFACE PERCENT [DIR]   random loss on a link (nftables numgen)
+#   lab_full_checksums NS IFACE       complete UDP checksums from IFACE (for XDP)
 #   wait_for TIMEOUT CMD...           bounded poll until CMD succeeds
 #   lab_udp_bound NS IP PORT          is a UDP socket bound there (for wait_for)
 #   lab_dump                          everything's addresses, rules, conntrack
@@ -513,6 +514,21 @@ _lab_ingress_loss() {
 		}
 		EOF
 	} | lab_exec "$1" nft -f -
+}
+
+# lab_full_checksums NS IFACE: IFACE's sender puts complete UDP checksums on
+# the wire, as packets that come from a real NIC have. A veth otherwise
+# leaves only the pseudo-header sum in the packet (CHECKSUM_PARTIAL), which
+# XDP rightly refuses to answer (see tests/netns/xdp_attach.c, peer-setup).
+# ethtool is not among the lab's packages: the ioctl from Python.
+lab_full_checksums() {
+	lab_exec "${1:-}" /usr/bin/python3 - "${2:-}" <<-'PYEOF'
+	import array, fcntl, socket, struct, sys
+	ETHTOOL_STXCSUM, SIOCETHTOOL = 0x17, 0x8946
+	val = array.array("B", struct.pack("II", ETHTOOL_STXCSUM, 0))
+	ifr = struct.pack("16sQ16x", sys.argv[1].encode(), val.buffer_info()[0])
+	fcntl.ioctl(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), SIOCETHTOOL, ifr)
+	PYEOF
 }
 
 # ---------------------------------------------------------------- services

@@ -3,6 +3,7 @@
  * every answer fits its buffer, carries correct checksums, quotes the start
  * of the packet, classifies as an ICMP error and is itself never answered. */
 #include "agent/tunpkt.h"
+#include "tests/unit/inetsum.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -10,15 +11,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static unsigned sum16(const uint8_t *p, size_t n, unsigned s)
-{
-	for (size_t i = 0; i < n; i++)
-		s += i & 1 ? p[i] : (unsigned)p[i] << 8;
-	while (s > 0xffff)
-		s = (s & 0xffff) + (s >> 16);
-	return s;
-}
 
 static void check_answer(const uint8_t *out, int n, const uint8_t *pkt, const struct tunpkt *orig,
 			 const struct na_ip *self)
@@ -33,7 +25,7 @@ static void check_answer(const uint8_t *out, int n, const uint8_t *pkt, const st
 	    !na_ip_equal(&pi.src, self) || !na_ip_equal(&pi.dst, &orig->src))
 		abort();
 	if (pi.version == 4) {
-		if (sum16(out, 20, 0) != 0xffff || sum16(out + 20, (size_t)n - 20, 0) != 0xffff)
+		if (inet_sum16(out, 20, 0) != 0xffff || inet_sum16(out + 20, (size_t)n - 20, 0) != 0xffff)
 			abort();
 		quoted = (size_t)n - 28;
 		if (quoted > orig->hdr_len + 8)
@@ -44,7 +36,7 @@ static void check_answer(const uint8_t *out, int n, const uint8_t *pkt, const st
 		pseudo[34] = (uint8_t)((n - 40) >> 8);
 		pseudo[35] = (uint8_t)(n - 40);
 		pseudo[39] = 58;
-		if (sum16(out + 40, (size_t)n - 40, sum16(pseudo, 40, 0)) != 0xffff)
+		if (inet_sum16(out + 40, (size_t)n - 40, inet_sum16(pseudo, 40, 0)) != 0xffff)
 			abort();
 		quoted = (size_t)n - 48;
 	}

@@ -51,20 +51,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# full_checksums NS IF: the sender puts complete UDP checksums on the wire,
-# as packets that come from a real NIC have. A veth otherwise leaves only
-# the pseudo-header sum in the packet (CHECKSUM_PARTIAL), which XDP rightly
-# refuses to answer (see tests/netns/xdp_attach.c, peer-setup).
-full_checksums() {
-	lab_exec "$1" $PY - "$2" <<-'PYEOF'
-	import array, fcntl, socket, struct, sys
-	ETHTOOL_STXCSUM, SIOCETHTOOL = 0x17, 0x8946
-	val = array.array("B", struct.pack("II", ETHTOOL_STXCSUM, 0))
-	ifr = struct.pack("16sQ16x", sys.argv[1].encode(), val.buffer_info()[0])
-	fcntl.ioctl(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), SIOCETHTOOL, ifr)
-	PYEOF
-}
-
 write_conf() {  # FILE [ALTERNATE]: the server: agent on AGENT_PORT + rendezvous
 	umask 077
 	cat > "$1" <<-CONF
@@ -165,7 +151,7 @@ service_line() { grep -o 'STUN service answered [0-9]* of [0-9]* requests' "$AGE
 
 build_lab() {
 	lab_internet && lab_server rdv "$RDV1" "$RDV2" && lab_site a eim &&
-		full_checksums a eth0 && mount -t bpf bpf "$PIN" || return 1
+		lab_full_checksums a eth0 && mount -t bpf bpf "$PIN" || return 1
 	KEY=$("$top/natctl" genkey) && WAN=$(lab_wan_ip a) || return 1
 	write_conf "$LAB_DIR/rfc5780.conf" alternate && write_conf "$LAB_DIR/plain.conf"
 }

@@ -230,7 +230,7 @@ else
 fi
 stop rdv
 tap_diag "$(grep 'rendezvous:' "$LAB_DIR/rdv2.log")"
-tap_check "the rendezvous counted the junk and the refusals" \
+tap_check "the rendezvous counted its refusals of eve (not allowed)" \
 	grep -qE "rendezvous: .*[1-9][0-9]* not allowed" "$LAB_DIR/rdv2.log"
 
 # The relay rate limit: 2 Mbit/s per peer. A TCP transfer through it must

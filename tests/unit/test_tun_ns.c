@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent/netlink.h"
+#include "tests/unit/inetsum.h"
 #include "agent/tun.h"
 #include "agent/tunpkt.h"
 #include "tests/unit/unit.h"
@@ -92,15 +93,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static unsigned sum16(const uint8_t *p, size_t n, unsigned s)
-{
-	for (size_t i = 0; i < n; i++)
-		s += i & 1 ? p[i] : (unsigned)p[i] << 8;
-	while (s > 0xffff)
-		s = (s & 0xffff) + (s >> 16);
-	return s;
-}
-
 static void put16(uint8_t *p, unsigned v)
 {
 	p[0] = (uint8_t)(v >> 8);
@@ -171,12 +163,12 @@ static size_t echo_request(uint8_t *p, const char *from, const char *to)
 		p[0] = 0x45, p[3] = 36, p[8] = 64, p[9] = 1;
 		memcpy(p + 12, s.v4, 4);
 		memcpy(p + 16, d.v4, 4);
-		put16(p + 10, ~sum16(p, 20, 0) & 0xffff);
+		put16(p + 10, ~inet_sum16(p, 20, 0) & 0xffff);
 		p[20] = 8;                      /* echo request */
 		put16(p + 24, 0x4e41);          /* id */
 		put16(p + 26, 7);               /* seq */
 		memcpy(p + 28, "natagent", 8);
-		put16(p + 22, ~sum16(p + 20, 16, 0) & 0xffff);
+		put16(p + 22, ~inet_sum16(p + 20, 16, 0) & 0xffff);
 		return 36;
 	}
 	uint8_t pseudo[40] = { 0 };
@@ -190,7 +182,7 @@ static size_t echo_request(uint8_t *p, const char *from, const char *to)
 	memcpy(p + 48, "natagent", 8);
 	memcpy(pseudo, p + 8, 32);
 	pseudo[35] = 16, pseudo[39] = 58;
-	put16(p + 42, ~sum16(p + 40, 16, sum16(pseudo, 40, 0)) & 0xffff);
+	put16(p + 42, ~inet_sum16(p + 40, 16, inet_sum16(pseudo, 40, 0)) & 0xffff);
 	return 56;
 }
 
@@ -421,7 +413,7 @@ static void test_echo(struct tun *t, const char *peer, const char *self)
 	tunpkt_parse(&pi, buf, n);
 	CHECK_EQ_STR(ipstr(&pi.src), self, "reply from the TUN's address");
 	if (pi.version == 4)
-		CHECK(sum16(buf, 20, 0) == 0xffff && sum16(buf + 20, n - 20, 0) == 0xffff,
+		CHECK(inet_sum16(buf, 20, 0) == 0xffff && inet_sum16(buf + 20, n - 20, 0) == 0xffff,
 		      "reply checksums verify");
 }
 

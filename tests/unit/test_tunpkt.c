@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "agent/tunpkt.h"
+#include "tests/unit/inetsum.h"
 #include "tests/unit/unit.h"
 
 /* 192.168.1.10:1234 -> 10.77.0.2:5678, UDP, DF, total length 1500. */
@@ -54,28 +55,6 @@ static void build(void)
 	memcpy(pkt6 + 40, v6_udp, 8);
 	for (size_t i = 0; i < 1452; i++)
 		pkt6[48 + i] = (uint8_t)(i * 7 + 3);
-}
-
-/* Our own RFC 1071 sum, written differently from the module's: 64-bit
- * accumulator of little pieces, folded once at the end. A region that
- * includes its checksum field sums to 0xffff. */
-static unsigned sum16(const uint8_t *a, size_t n, const uint8_t *b, size_t m)
-{
-	uint64_t s = 0;
-	uint8_t tmp[2048];
-
-	if (n + m > sizeof(tmp))
-		abort();
-	memcpy(tmp, a, n);
-	if (m)
-		memcpy(tmp + n, b, m);
-	if ((n + m) & 1)
-		tmp[n + m] = 0;
-	for (size_t i = 0; i < n + m; i += 2)
-		s += (uint64_t)tmp[i] * 256 + (i + 1 < n + m ? tmp[i + 1] : 0);
-	while (s > 0xffff)
-		s = (s & 0xffff) + (s >> 16);
-	return (unsigned)s;
 }
 
 static const char *ipstr(const struct na_ip *ip)
@@ -215,8 +194,8 @@ static void check_too_big4(void)
 	n = tunpkt_too_big(out, sizeof(out), pkt4, 1500, 1400, &self);
 	CHECK_EQ_INT(n, 56, "v4: answer is header + 8 + 28 quoted");
 	CHECK(n == 56 && !memcmp(out, v4_too_big, 56), "v4: answer bytes exact");
-	CHECK_EQ_INT(sum16(out, 20, NULL, 0), 0xffff, "v4: IP header checksum verifies");
-	CHECK_EQ_INT(sum16(out + 20, 36, NULL, 0), 0xffff, "v4: ICMP checksum verifies");
+	CHECK_EQ_INT(inet_sum16(out, 20, 0), 0xffff, "v4: IP header checksum verifies");
+	CHECK_EQ_INT(inet_sum16(out + 20, 36, 0), 0xffff, "v4: ICMP checksum verifies");
 	CHECK(tunpkt_parse(&pi, out, (size_t)n) && pi.icmp_error && pi.proto == 1,
 	      "v4: the answer classifies as an ICMP error");
 	CHECK_EQ_INT(tunpkt_too_big(p, sizeof(p), out, (size_t)n, 20, &self), 0,
@@ -227,7 +206,7 @@ static void check_too_big4(void)
 	struct na_ip dst;
 	na_ip_parse(&dst, "10.77.0.2");
 	n = tunpkt_too_big(out, sizeof(out), pkt4, 1500, 1400, &dst);
-	CHECK(n == 56 && !memcmp(out + 12, dst.v4, 4) && sum16(out, 20, NULL, 0) == 0xffff,
+	CHECK(n == 56 && !memcmp(out + 12, dst.v4, 4) && inet_sum16(out, 20, 0) == 0xffff,
 	      "v4: from the packet's destination instead");
 	na_ip_parse(&dst, "224.0.0.1");
 	CHECK_EQ_INT(tunpkt_too_big(out, sizeof(out), pkt4, 1500, 1400, &dst), 0,
@@ -263,7 +242,7 @@ static void check_too_big4(void)
 	memset(p + 20, 0xee, 4);
 	n = tunpkt_too_big(out, sizeof(out), p, 24, 20, &self);
 	CHECK_EQ_INT(n, 52, "v4: short packet quoted whole");
-	CHECK(n == 52 && !memcmp(out + 28, p, 24) && sum16(out + 20, 32, NULL, 0) == 0xffff,
+	CHECK(n == 52 && !memcmp(out + 28, p, 24) && inet_sum16(out + 20, 32, 0) == 0xffff,
 	      "v4: odd-sized quote, checksum verifies");
 }
 
@@ -282,7 +261,7 @@ static void check_too_big6(void)
 	CHECK(n == 1280 && !memcmp(out + 48, pkt6, 1232), "v6: quotes the first 1232 bytes");
 	memcpy(pseudo, out + 8, 32);
 	pseudo[34] = (1280 - 40) >> 8, pseudo[35] = (1280 - 40) & 0xff, pseudo[39] = 58;
-	CHECK_EQ_INT(sum16(pseudo, 40, out + 40, 1240), 0xffff, "v6: ICMPv6 checksum with pseudo-header");
+	CHECK_EQ_INT(inet_sum16(out + 40, 1240, inet_sum16(pseudo, 40, 0)), 0xffff, "v6: ICMPv6 checksum with pseudo-header");
 	CHECK(tunpkt_parse(&pi, out, (size_t)n) && pi.icmp_error && pi.proto == 58,
 	      "v6: the answer classifies as an ICMPv6 error");
 	static uint8_t again[TUNPKT_TOO_BIG_MAX];
