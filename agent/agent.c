@@ -124,18 +124,10 @@ static void flush_out(struct conn *c)
 void agent_flush(struct conn *c)
 {
 	struct agent *a = c->a;
-	struct conn *up;
 
+	/* What this queues in other sessions (relayed packets go into the
+	 * rendezvous session) marks them dirty: the turn's end flushes them. */
 	flush_out(c);
-	/* Relayed packets went into the rendezvous session: send them now.
-	 * Only send: if that session has ended, its own timer frees it at
-	 * once, never this call (callers may be walking the list). */
-	up = rdvclient_uplink(a);
-	if (up && up != c && up->dirty) {
-		flush_out(up);
-		loop_timer_set(a->loop, &up->timer,
-			       quic_session_is_dead(up->s) ? loop_now() : quic_session_expiry(up->s));
-	}
 	if (quic_session_is_dead(c->s)) {
 		loop_timer_cancel(a->loop, &c->timer);
 		conn_dead(c);
@@ -159,6 +151,11 @@ void agent_flush_dirty(struct agent *a)
 		if (c->dirty)
 			agent_flush(c);
 	}
+}
+
+static void turn_end(void *arg)
+{
+	agent_flush_dirty(arg);
 }
 
 void agent_conn_adopt(struct agent *a, struct conn *c)
@@ -567,6 +564,7 @@ int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 	if (open_socket(a, 1, AF_INET6, a->port) < 0)
 		log_warn("%s: no IPv6 socket on port %u; IPv4 only", cfg->name, a->port);
 	log_info("%s: listening on UDP port %u", cfg->name, a->port);
+	loop_set_turn_end(loop, turn_end, a);
 	start_discovery(a);
 	return 0;
 fail:
@@ -578,6 +576,7 @@ void agent_close(struct agent *a)
 {
 	struct conn *c;
 
+	loop_set_turn_end(a->loop, NULL, NULL);
 	if (a->disc_running)
 		discovery_stop(&a->disc);
 	a->disc_running = false;

@@ -20,6 +20,8 @@ struct loop {
 	int epfd;
 	int timerfd;
 	bool stop;
+	loop_turn_fn turn_end;
+	void *turn_arg;
 	struct loop_timer **heap;
 	size_t n_heap, cap_heap;
 	uint64_t armed_for; /* deadline the timerfd is set to, 0 = none */
@@ -115,6 +117,12 @@ static void rearm(struct loop *l)
 	its.it_value.tv_nsec = (long)(next % 1000000000ull);
 	timerfd_settime(l->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
 	l->armed_for = next;
+}
+
+void loop_set_turn_end(struct loop *l, loop_turn_fn fn, void *arg)
+{
+	l->turn_end = fn;
+	l->turn_arg = arg;
 }
 
 void loop_timer_init(struct loop_timer *t, loop_timer_fn fn, void *arg)
@@ -290,6 +298,8 @@ int loop_run(struct loop *l)
 			else if (f->fn)
 				f->fn(f->arg, evs[i].events);
 		}
+		if (l->turn_end)
+			l->turn_end(l->turn_arg);
 		free_list(l->dead);
 		l->dead = NULL;
 	}

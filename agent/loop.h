@@ -11,6 +11,7 @@ struct loop;
 
 typedef void (*loop_fd_fn)(void *arg, uint32_t events);
 typedef void (*loop_timer_fn)(void *arg, uint64_t now);
+typedef void (*loop_turn_fn)(void *arg);
 
 /* A timer is embedded in its owner; it is either armed or not. */
 struct loop_timer {
@@ -35,6 +36,10 @@ void loop_timer_init(struct loop_timer *t, loop_timer_fn fn, void *arg);
 void loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t deadline);
 void loop_timer_cancel(struct loop *l, struct loop_timer *t);
 static inline bool loop_timer_armed(const struct loop_timer *t) { return t->slot >= 0; }
+
+/* fn (NULL: none) runs after each turn's events and timers: work they
+ * queued is done once per turn, whichever of them queued it. */
+void loop_set_turn_end(struct loop *l, loop_turn_fn fn, void *arg);
 
 /* Runs until loop_stop(); returns 0, or -errno if epoll itself failed. */
 int loop_run(struct loop *l);

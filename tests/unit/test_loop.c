@@ -11,6 +11,7 @@ struct rec {
 	int fds[2];
 	struct loop_timer t[4];
 	int stop_after;
+	int turns, n_at_turn_end;
 };
 
 
@@ -24,6 +25,14 @@ static void record(void *arg, uint64_t now)
 	g->order[g->n++] = idx;
 	if (g->n == g->stop_after)
 		loop_stop(g->l);
+}
+
+static void turn_end(void *arg)
+{
+	struct rec *r = arg;
+
+	r->turns++;
+	r->n_at_turn_end = r->n;
 }
 
 static void on_read(void *arg, uint32_t events)
@@ -57,6 +66,7 @@ int main(void)
 	CHECK(loop_add_fd(r.l, r.fds[0], EPOLLIN, on_read, (void *)7L) == 0, "fd added");
 	CHECK(write(r.fds[1], "x", 1) == 1, "write");
 	r.stop_after = 4;
+	loop_set_turn_end(r.l, turn_end, &r);
 	CHECK(loop_run(r.l) == 0, "loop ran");
 	CHECK_EQ_INT(r.n, 4, "three timers and one fd fired");
 	CHECK_EQ_INT(r.order[0], 7, "ready fd first");
@@ -64,6 +74,8 @@ int main(void)
 	CHECK_EQ_INT(r.order[2], 2, "then 20 ms");
 	CHECK_EQ_INT(r.order[3], 0, "then 30 ms");
 	CHECK(loop_now() - now >= 30000000, "no timer fired early");
+	CHECK(r.turns >= 2 && r.turns <= 4, "the turn-end hook ran once per turn (%d turns)", r.turns);
+	CHECK_EQ_INT(r.n_at_turn_end, 4, "and after the last turn's events");
 	loop_free(r.l);
 	close(r.fds[0]);
 	close(r.fds[1]);
