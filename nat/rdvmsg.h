@@ -11,7 +11,8 @@
  *   REGISTER   (peer -> server)  count u16 (<= 64), count x key[32]
  *   REGISTERED (server -> peer)  server-reflexive address (port != 0)
  *   CONNECT    (either way)      key[32], attempt u64, rtt_us u32,
- *                                secret[16], count u8 (<= 16), count x
+ *                                secret[16], mapping u8, filtering u8,
+ *                                token u64, count u8 (<= 16), count x
  *                                {address (port != 0), type u8, priority u32}
  *   SYNC       (initiator -> responder) key[32], attempt u64, delay_us u32
  *   ERROR                        code u16, reason (<= 128 bytes, the rest of
@@ -37,6 +38,9 @@
 #define RDVMSG_MAX_KEYS		64
 #define RDVMSG_MAX_CANDIDATES	16
 #define RDVMSG_MAX_REASON	128
+/* The largest values of enum nat_mapping and nat_filtering. */
+#define RDVMSG_NAT_MAPPING_MAX	4
+#define RDVMSG_NAT_FILTERING_MAX 3
 /* Hard bound on a body: a peer can never make the other buffer more than
  * RDVMSG_HEADER_LEN + RDVMSG_MAX_BODY bytes for one frame. The largest valid
  * body (REGISTER with 64 keys) is 2050 bytes. */
@@ -81,6 +85,11 @@ struct rdvmsg_connect {
 	uint64_t attempt;
 	uint32_t rtt_us;
 	uint8_t secret[RDVMSG_SECRET_LEN];
+	/* The sender's NAT as its discovery saw it (enum nat_mapping and
+	 * nat_filtering of nat/behavior.h), for the receiver's verdict. */
+	uint8_t mapping, filtering;
+	/* The path token the sender's XDP absorbs in keepalives to it. */
+	uint64_t token;
 	uint8_t count;
 	struct rdvmsg_candidate cand[RDVMSG_MAX_CANDIDATES];
 };
