@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include "agent/log.h"
+#include "agent/pathmgr.h"
 #include "agent/tunpath.h"
 #include "agent/udp.h"
+#include "nat/stun.h"
 #include "nat/stun_server.h"
 #include "quic/dgram.h"
 
@@ -37,6 +39,15 @@ static int fd_for(struct agent *a, const struct na_endpoint *local)
 		    a->socks[i].port == local->port)
 			return a->socks[i].fd;
 	return a->socks[local->ip.family == AF_INET6 ? 1 : 0].fd;
+}
+
+int agent_fd(struct agent *a, uint8_t family, uint16_t port)
+{
+	struct na_endpoint local = { .ip.family = family, .port = port };
+
+	if (family != AF_INET && family != AF_INET6)
+		return -1;
+	return fd_for(a, &local);
 }
 
 static void on_timer(void *arg, uint64_t now)
@@ -98,6 +109,7 @@ static void flush_out(struct conn *c)
 			relay_send(a, &tx.path.remote, tx_bufs[n], (size_t)len);
 			continue;
 		}
+		c->tx_direct = now;
 		path_to_endpoints(&tx.path, &local, &out[n].to);
 		/* A batch goes out on one socket: flush when the socket changes
 		 * (a path validation sends on the new path and the old). */
@@ -259,6 +271,8 @@ static void on_path(struct quic_session *s, enum quic_path_event ev, const struc
 			rdv_server_path(c);
 		return;
 	}
+	if (c->role == CONN_PEER)
+		pathmgr_path_event(c, ev, path);
 	path_to_endpoints(path, &local, &remote);
 	log_info("%s: %s %s: path %s -> %s %s", c->a->cfg->name,
 		 c->role == CONN_RDV_UP ? "rendezvous" : "peer", c->peer ? c->peer->name : "",
@@ -300,8 +314,11 @@ void agent_input_quic(struct agent *a, const uint8_t *pkt, size_t len,
 		break;
 	case QUIC_DEMUX_SESSION:
 		c = quic_session_user(s);
-		if (c)
+		if (c) {
+			if (!relay_is_path(&path->remote))
+				c->rx_direct = loop_now();
 			conn_mark(c);
+		}
 		break;
 	case QUIC_DEMUX_REPLY:
 		if (relay_is_path(&path->remote)) {
@@ -337,6 +354,7 @@ static void input_stun(struct agent *a, const struct agent_sock *sock, struct ud
 {
 	struct stun_server_config sc = { .primary = { m->local, sock->port } };
 	struct stun_server_reply r;
+	struct stun_msg msg;
 
 	if (a->disc_running && sock == &a->socks[0] &&
 	    discovery_input(&a->disc, m->buf, m->len, &m->from))
@@ -345,6 +363,11 @@ static void input_stun(struct agent *a, const struct agent_sock *sock, struct ud
 		stunsvc_handle(a->stun, 0, m->buf, m->len, &m->from);
 		return;
 	}
+	/* Punch checks carry USERNAME; their answers match a punch's
+	 * transaction. Plain requests fall through to the answer below. */
+	if (a->n_peers && stun_decode(&msg, m->buf, m->len, 0) == STUN_OK &&
+	    pathmgr_input_stun(a, &msg, &m->from, &sc.primary))
+		return;
 	if (stun_server_answer(&sc, m->buf, m->len, &m->from, &sc.primary, reply_buf,
 			       sizeof(reply_buf), &r) == STUN_SERVER_SEND)
 		udp_send(sock->fd, reply_buf, r.len, &r.to, &m->local, 0);

@@ -33,6 +33,8 @@ struct peer;
 struct rdvclient;
 struct rdv_server;
 struct rdv_reg;
+struct pathmgr;
+struct rdvmsg;
 
 /* What a QUIC session is for. */
 enum conn_role {
@@ -55,6 +57,9 @@ struct conn {
 	bool queued; /* on the dirty list */
 	enum conn_role role;
 	struct rdv_reg *reg; /* CONN_RDV_REG */
+	/* Last packet received / sent on a direct (not relayed) path: the
+	 * path manager's silence check reads them. */
+	uint64_t rx_direct, tx_direct;
 };
 
 struct peer {
@@ -69,6 +74,7 @@ struct peer {
 	bool dialed_relay;   /* the last dial went through the rendezvous */
 	bool try_relay;      /* next dial: through the rendezvous (if both ways exist) */
 	char last_error[96]; /* why the last session ended */
+	struct pathmgr *pm;  /* punching, failover (pathmgr.c) */
 	struct peer_stats st;
 	/* proxy mode */
 	int proxy_fd;
@@ -137,6 +143,9 @@ void agent_flush_dirty(struct agent *a);
  * QUIC path validation and migration, as after a NAT rebinding. Returns the
  * number of sessions asked to move. */
 int agent_rebind(struct agent *a);
+/* The socket bound to that family and port, else the family's ListenPort
+ * socket; -1 if there is none. */
+int agent_fd(struct agent *a, uint8_t family, uint16_t port);
 /* The path towards remote from this agent's socket of that family. */
 bool agent_path(struct agent *a, const struct na_endpoint *remote, struct quic_path *path);
 /* Routes one received QUIC packet, from a socket or out of the relay;
@@ -168,6 +177,8 @@ void rdvclient_up(struct conn *c);
 void rdvclient_stream(struct conn *c, const uint8_t *data, size_t len);
 void rdvclient_datagram(struct conn *c, const uint8_t *data, size_t len);
 void rdvclient_dead(struct conn *c);
+/* Sends one message on the rendezvous session; false if it is not up. */
+bool rdvclient_send(struct agent *a, const struct rdvmsg *m);
 /* Whether a peer session can be carried through the rendezvous now. */
 bool rdvclient_can_relay(struct agent *a);
 /* The registered rendezvous session, which carries relayed packets; NULL

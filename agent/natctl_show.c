@@ -13,7 +13,9 @@
  *     rendezvous_reflexive rendezvous_age_ms rendezvous_error
  *   peer: allowed_ips path endpoint relay session_age_ms rtt_us tx_bytes
  *     rx_bytes tx_dgrams rx_dgrams drop_too_big drop_full drop_down
- *     drop_spoofed drop_bad last_error
+ *     drop_spoofed drop_bad last_error punch_attempts punch_state
+ *     punch_age_ms punch_took_ms punch_checks_sent punch_event failovers
+ *     nat_ours nat_theirs pair (one per candidate pair, repeated) verdict
  *   rendezvous_service: registered_peers relayed_dgrams relayed_bytes
  *     dropped_unknown dropped_not_allowed dropped_rate dropped_bad
  *
@@ -21,7 +23,8 @@
  * what it got, names the error and exits 1.
  *
  * --json prints one object per reply with the keys above as fields (numbers
- * as numbers, allowed_ips as an array of strings, absent keys left out),
+ * as numbers, allowed_ips as an array of strings, the pair lines as the
+ * array "pairs", absent keys left out),
  * peers in "peers" (the header as "public_key"), the rendezvous service in
  * "rendezvous_service" (its header as "listen"). `natctl show IFACE --json`
  * prints that object; `natctl show --json` prints an array of them, even of
@@ -485,6 +488,42 @@ static const struct counter service_drops[] = {
 	{ "dropped_rate", "rate limited" }, { "dropped_bad", "invalid" },
 };
 
+/* The last punch attempt: how it went, both NATs, every pair, the verdict
+ * (why the peer is relayed, when it is). */
+static void print_punch(const struct reply *r, const struct section *s)
+{
+	struct parts p = { .n = 0 };
+	uint64_t n, ms;
+	const char *v, *t;
+	char a[64];
+
+	if (!get_u64(r, s, "punch_attempts", &n))
+		return;
+	part(&p, "attempt %llu", (unsigned long long)n);
+	if ((v = get(r, s, "punch_state")))
+		part(&p, "%s", v);
+	if (get_u64(r, s, "punch_took_ms", &ms))
+		part(&p, "in %llu ms", (unsigned long long)ms);
+	if (get_u64(r, s, "punch_age_ms", &ms))
+		part(&p, "%s ago", natctl_duration(ms / 1000, a, sizeof(a)));
+	if (get_u64(r, s, "punch_checks_sent", &n))
+		part(&p, "%llu checks sent", (unsigned long long)n);
+	if (get_u64(r, s, "failovers", &n))
+		part(&p, "%llu failovers", (unsigned long long)n);
+	printf("  punch: %s\n", p.buf);
+	if ((v = get(r, s, "punch_event")))
+		printf("  last path event: %s\n", v);
+	v = get(r, s, "nat_ours");
+	t = get(r, s, "nat_theirs");
+	if (v)
+		printf("  nat: ours %s; theirs %s\n", v, t ? t : "unknown");
+	for (size_t i = s->first; i < s->first + s->n; i++)
+		if (!strcmp(r->kvs[i].key, "pair"))
+			printf("  pair: %s\n", r->kvs[i].value);
+	if ((v = get(r, s, "verdict")))
+		printf("  verdict: %s\n", v);
+}
+
 static void print_peer(const struct reply *r, const struct section *s)
 {
 	struct parts p = { .n = 0 };
@@ -508,6 +547,7 @@ static void print_peer(const struct reply *r, const struct section *s)
 	print_drops(r, s, peer_drops, sizeof(peer_drops) / sizeof(*peer_drops));
 	if ((v = get(r, s, "last_error")))
 		printf("  last error: %s\n", v);
+	print_punch(r, s);
 }
 
 static void print_service(const struct reply *r, const struct section *s)
@@ -544,7 +584,7 @@ static void print_text(struct reply *r)
 
 /* ---- JSON output ---- */
 
-enum jtype { J_STR, J_NUM, J_LIST };
+enum jtype { J_STR, J_NUM, J_LIST, J_ALL /* every value of a repeated key */ };
 
 struct jfield {
 	const char *key;  /* in the reply */
@@ -571,6 +611,12 @@ static const struct jfield peer_fields[] = {
 	{ "drop_too_big", NULL, J_NUM }, { "drop_full", NULL, J_NUM },
 	{ "drop_down", NULL, J_NUM }, { "drop_spoofed", NULL, J_NUM },
 	{ "drop_bad", NULL, J_NUM }, { "last_error", NULL, J_STR },
+	{ "punch_attempts", NULL, J_NUM }, { "punch_state", NULL, J_STR },
+	{ "punch_age_ms", NULL, J_NUM }, { "punch_took_ms", NULL, J_NUM },
+	{ "punch_checks_sent", NULL, J_NUM }, { "punch_event", NULL, J_STR },
+	{ "failovers", NULL, J_NUM }, { "nat_ours", NULL, J_STR },
+	{ "nat_theirs", NULL, J_STR }, { "pair", "pairs", J_ALL },
+	{ "verdict", NULL, J_STR },
 };
 
 static const struct jfield service_fields[] = {
@@ -662,6 +708,23 @@ static void json_list(const char *v)
 	putchar(']');
 }
 
+/* ["v1", "v2"] from every key=v line of the section. */
+static void json_all(const struct reply *r, const struct section *s, const char *key)
+{
+	bool any = false;
+
+	putchar('[');
+	for (size_t i = s->first; i < s->first + s->n; i++) {
+		if (strcmp(r->kvs[i].key, key))
+			continue;
+		if (any)
+			printf(", ");
+		json_str(r->kvs[i].value, strlen(r->kvs[i].value));
+		any = true;
+	}
+	putchar(']');
+}
+
 /* Prints the fields present, each on its own line at indent, with a comma
  * before each but the first (*first tracks it across calls). */
 static void json_fields(const struct reply *r, const struct section *s, const struct jfield *f,
@@ -676,7 +739,9 @@ static void json_fields(const struct reply *r, const struct section *s, const st
 			continue;
 		printf("%s\n%*s\"%s\": ", *first ? "" : ",", indent, "", name);
 		*first = false;
-		if (f[i].type == J_NUM)
+		if (f[i].type == J_ALL)
+			json_all(r, s, f[i].key);
+		else if (f[i].type == J_NUM)
 			printf("%llu", (unsigned long long)num);
 		else if (f[i].type == J_LIST)
 			json_list(v);

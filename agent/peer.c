@@ -21,6 +21,7 @@
 
 #include "agent/agent.h"
 #include "agent/log.h"
+#include "agent/pathmgr.h"
 #include "quic/dgram.h"
 
 #define DIAL_FALLBACK (3000000000ull)
@@ -184,6 +185,7 @@ void conn_up(struct conn *c)
 	log_info("%s: peer %s: session up (%s), path: %s, datagrams up to %zu bytes for now",
 		 a->cfg->name, p->name, quic_session_is_server(c->s) ? "they dialed" : "we dialed",
 		 r, quic_session_dgram_max(c->s));
+	pathmgr_session_up(p);
 }
 
 void conn_dead(struct conn *c)
@@ -286,6 +288,9 @@ int peers_open(struct agent *a)
 		key_to_base64(b64, p->cfg->public_key);
 		snprintf(p->name, sizeof(p->name), "%.8s", b64);
 		loop_timer_init(&p->dial_timer, on_dial_timer, p);
+		p->pm = pathmgr_new(p);
+		if (!p->pm)
+			return -1;
 		schedule_dial(p, we_dial_first(p) ? 0 : DIAL_FALLBACK);
 	}
 	return 0;
@@ -310,6 +315,7 @@ void peers_close(struct agent *a)
 {
 	for (unsigned i = 0; i < a->n_peers; i++) {
 		loop_timer_cancel(a->loop, &a->peers[i].dial_timer);
+		pathmgr_free(a->peers[i].pm);
 		log_stats(&a->peers[i]);
 	}
 	free(a->peers);

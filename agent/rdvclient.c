@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "agent/log.h"
+#include "agent/pathmgr.h"
 #include "agent/rdvclient.h"
 
 #define BACKOFF_MIN   (500000000ull)
@@ -151,13 +152,26 @@ static void connect_now(struct rdvclient *r)
 	agent_flush(c);
 }
 
-static void send_frame(struct rdvclient *r, const uint8_t *buf, size_t len)
+static bool send_frame(struct rdvclient *r, const uint8_t *buf, size_t len)
 {
 	int err = quic_session_stream_send(r->conn->s, buf, len);
 
 	if (err < 0)
 		log_warn("%s: rendezvous: cannot send: %s", r->a->cfg->name, quic_strerror(err));
 	conn_mark(r->conn);
+	return err >= 0;
+}
+
+bool rdvclient_send(struct agent *a, const struct rdvmsg *m)
+{
+	struct rdvclient *r = a->rdv;
+	uint8_t buf[RDVMSG_MAX_FRAME];
+	size_t n;
+
+	if (!rdvclient_uplink(a))
+		return false;
+	n = rdvmsg_encode(m, buf, sizeof(buf));
+	return n && send_frame(r, buf, n);
 }
 
 void rdvclient_up(struct conn *c)
@@ -189,11 +203,12 @@ static void on_message(struct rdvclient *r, const struct rdvmsg *m)
 	char ep[NA_ENDPOINT_STRLEN], rv[NA_ENDPOINT_STRLEN];
 
 	switch (m->type) {
-	case RDVMSG_REGISTERED:
+	case RDVMSG_REGISTERED: {
+		bool moved = r->have_srflx && !na_endpoint_equal(&r->srflx, &m->registered.srflx);
+
 		na_endpoint_str(&a->cfg->rendezvous, rv, sizeof(rv));
 		na_endpoint_str(&m->registered.srflx, ep, sizeof(ep));
-		if (r->state != RDV_REGISTERED || !r->have_srflx ||
-		    !na_endpoint_equal(&r->srflx, &m->registered.srflx))
+		if (r->state != RDV_REGISTERED || !r->have_srflx || moved)
 			log_info("%s: registered at rendezvous %s, which sees us as %s",
 				 a->cfg->name, rv, ep);
 		r->srflx = m->registered.srflx;
@@ -205,6 +220,15 @@ static void on_message(struct rdvclient *r, const struct rdvmsg *m)
 			r->waited = 0;
 			check_relay(r);
 		}
+		if (moved)
+			pathmgr_candidates_changed(a); /* our NAT gave us a new port */
+		break;
+	}
+	case RDVMSG_CONNECT:
+		pathmgr_on_connect(a, &m->connect);
+		break;
+	case RDVMSG_SYNC:
+		pathmgr_on_sync(a, &m->sync);
 		break;
 	case RDVMSG_ERROR:
 		snprintf(r->error, sizeof(r->error), "rendezvous says: %s (%u)", m->error.reason,
@@ -218,8 +242,7 @@ static void on_message(struct rdvclient *r, const struct rdvmsg *m)
 		break;
 	}
 	default:
-		/* CONNECT and SYNC belong to hole punching; PONG answers
-		 * nothing we send. */
+		/* PONG answers nothing we send. */
 		log_debug("%s: rendezvous: %s ignored", a->cfg->name, rdvmsg_type_name(m->type));
 		break;
 	}

@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "agent/ctl.h"
+#include "agent/pathmgr.h"
 #include "agent/rdvclient.h"
 #include "agent/rendezvous.h"
 #include "agent/status.h"
@@ -93,6 +94,7 @@ static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
 		   st->drop_full, st->drop_down, st->drop_spoofed, st->drop_bad);
 	if (p->last_error[0])
 		ctl_put(out, "last_error", p->last_error);
+	pathmgr_status(p, out, now);
 }
 
 static void service(struct agent *a, struct ctl_out *out)

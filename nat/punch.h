@@ -31,11 +31,19 @@
  * Schedule: ordinary checks go out one at a time, `pace` apart, in rounds
  * over the pairs by descending priority; round k starts no earlier than
  * round_gap * (2^k - 1) after the start (0, 1, 3, 7, ... x round_gap); a
- * pair gets at most max_tries checks. After the first success the attempt
- * waits `grace` for a better pair (a higher-priority one still in
- * progress), then selects. It fails at `timeout` after the start with no
- * pair succeeded. Whatever its state, the punch keeps answering valid
+ * pair gets at most max_tries checks, triggered ones included (a triggered
+ * check also counts as the pair's check in the current round). A pair that
+ * had all its checks goes NO_RESPONSE when its last one is 2 x round_gap
+ * old with no answer; an answer that still comes later while running
+ * counts. After the first success only better pairs are checked, and the
+ * attempt waits `grace` for a better pair (a higher-priority one still
+ * waiting or in progress), then selects: at once if there is none. It
+ * fails at `timeout` after the start with no pair succeeded; pairs still
+ * waiting or in progress then become NO_RESPONSE. Once succeeded or failed
+ * the outcome stands: answers are still recognised but change nothing, and
+ * no check is sent. Whatever its state, the punch keeps answering valid
  * requests until the caller frees it: the far side may still be checking.
+ * Roles are fixed by `initiator`: ICE role conflicts are not resolved.
  *
  * The caller: punch_init(), punch_add_local()/punch_add_remote(),
  * punch_start() at the agreed moment, then sends what punch_next() yields
@@ -100,6 +108,8 @@ struct punch_pair {
 	bool they_reached_us;    /* a valid request came in on it */
 	uint64_t priority;
 	uint64_t first_sent;     /* time of its first check; 0 if none */
+	uint64_t last_sent;      /* time of its latest check */
+	unsigned next_round;     /* first schedule round it may be checked in */
 	uint64_t rtt;            /* of the first answered check, ns */
 	struct na_endpoint mapped;  /* SUCCEEDED: XOR-MAPPED-ADDRESS, us as they see us */
 	struct na_endpoint answered_from; /* WRONG_PORT: where the answer came from */
@@ -120,11 +130,12 @@ struct punch_params {
 	uint8_t remote_secret[PUNCH_SECRET_LEN]; /* theirs */
 	uint64_t pace;           /* ns between two checks; 0: 20 ms */
 	uint64_t round_gap;      /* ns; 0: 100 ms */
-	unsigned max_tries;      /* per pair; 0: 6 */
+	unsigned max_tries;      /* per pair; 0: 6; at most 255 */
 	uint64_t grace;          /* ns; 0: 50 ms */
 	uint64_t timeout;        /* ns; 0: 5 s */
 	/* 12 random bytes for each transaction id; the agent passes
-	 * gnutls_rnd, tests a seeded generator. */
+	 * gnutls_rnd, tests a seeded generator. NULL: ids from a counter,
+	 * enough since every answer is authenticated. */
 	void (*rand)(void *ctx, uint8_t *out, size_t len);
 	void *rand_ctx;
 };
@@ -141,7 +152,12 @@ struct punch {
 	unsigned round;
 	int selected;            /* index into pairs, -1 */
 	/* Outstanding transactions: which pair each id belongs to. */
-	struct { uint8_t txid[STUN_TXID_LEN]; uint8_t pair; bool used; } txn[PUNCH_MAX_PAIRS * 2];
+	struct {
+		uint8_t txid[STUN_TXID_LEN];
+		uint8_t pair;
+		bool used;
+		uint64_t sent_at; /* for the pair's rtt */
+	} txn[PUNCH_MAX_PAIRS * 2];
 	unsigned txn_next;
 	uint64_t checks_sent, answers_sent; /* packets, for the benchmark */
 };
@@ -150,8 +166,11 @@ void punch_init(struct punch *p, const struct punch_params *prm);
 /* Host candidates are the bases checks are sent from; server-reflexive,
  * mapped and static ones are advertised but never paired on our side (RFC
  * 8445 6.1.2.4: their base is a host candidate). Duplicates (same address)
- * are ignored. Remote candidates pair with every local host candidate of
- * the same family. false when full. */
+ * are ignored and return true. Remote candidates pair with every local host
+ * candidate of the same family. false when the candidate table is full or
+ * the address is unusable (no family, port 0): the candidate is dropped;
+ * also false when some of its pairs did not fit PUNCH_MAX_PAIRS: the
+ * candidate and the pairs that fit are kept. */
 bool punch_add_local(struct punch *p, const struct punch_cand *c);
 bool punch_add_remote(struct punch *p, const struct punch_cand *c);
 void punch_start(struct punch *p, uint64_t now);
@@ -159,7 +178,8 @@ void punch_start(struct punch *p, uint64_t now);
 /* The next packet to send now, if any: returns its length (0: nothing due
  * now; look at punch_deadline()), with the source (a local host candidate:
  * send with that source address) and destination. Also advances timeouts
- * and selection. cap >= PUNCH_MAX_MSG. */
+ * and selection. cap >= PUNCH_MAX_MSG (smaller: nothing is ever sent).
+ * One check per call: call again until it returns 0. */
 size_t punch_next(struct punch *p, uint64_t now, uint8_t *buf, size_t cap,
 		  struct na_endpoint *from, struct na_endpoint *to);
 /* When punch_next has something to do next; UINT64_MAX for never (idle,
@@ -174,8 +194,15 @@ enum punch_input_result {
 	PUNCH_IN_RESPONSE,  /* an answer to one of our checks, taken in */
 };
 /* m: a decoded STUN message received from `from` on the local address
- * `local` (the socket's port, the packet's destination address). A reply,
- * when there is one, goes into reply (cap >= PUNCH_MAX_MSG). */
+ * `local` (the socket's port, the packet's destination address; NULL or
+ * one matching no host candidate: the first host candidate of from's
+ * family). A reply, when there is one, goes into reply (cap >=
+ * PUNCH_MAX_MSG; reply NULL or cap too small: *reply_len = 0). A request
+ * from an address that is none of the remote candidates adds it as
+ * peer-reflexive with the request's PRIORITY while idle or running. Error
+ * responses to our checks are PUNCH_IN_BAD and leave the pair as it is;
+ * messages without the magic cookie, or not Binding requests or responses,
+ * are PUNCH_IN_NOT_OURS. reply_len may be NULL. */
 enum punch_input_result punch_input(struct punch *p, const struct stun_msg *m,
 				    const struct na_endpoint *from,
 				    const struct na_endpoint *local, uint64_t now,

@@ -1,0 +1,694 @@
+/* The path manager: a direct path to each peer wherever the NATs allow one,
+ * the relay where they do not, and the move between the two without a new
+ * handshake.
+ *
+ * An attempt, in the manner of libp2p's DCUtR, through the rendezvous:
+ *   1. the initiator sends CONNECT (its candidates, a fresh secret, its NAT
+ *      behaviour) and notes the time;
+ *   2. the responder answers with its own CONNECT for the same attempt and
+ *      builds its punch (it answers checks from now on);
+ *   3. the initiator, on that answer, has the rendezvous round trip: it sends
+ *      SYNC and fires its checks half a round trip later; the responder
+ *      fires when SYNC arrives, so the checks of both cross at the NATs;
+ *   4. each side selects the best pair its own checks got answered on; the
+ *      side that is the QUIC client moves the session there (path validation
+ *      and migration); the server follows by QUIC's own rules.
+ * Who initiates: whoever wants a direct path first; the smaller key at once
+ * when a session comes up over the relay, the other after RETRY_FIRST. Two
+ * CONNECTs that cross: the smaller key's attempt goes on, the other side
+ * answers it.
+ *
+ * A direct path is watched: when we have sent for DEAD_AFTER without
+ * hearing anything on it, the client moves the session back onto the relay
+ * and both punch again (a NAT rebinding gave one side a new port, or a
+ * router forgot us).
+ *
+ * Timers, per peer (struct pathmgr):
+ *   timer   PM_CONNECT_SENT / PM_WAIT_SYNC: give up after EXCHANGE_TIMEOUT;
+ *           PM_PUNCHING: the initiator's fire time, then the punch's own
+ *           deadlines (pacing, rounds, grace, its timeout)
+ *   retry   the next attempt while relayed: RETRY_FIRST after the session
+ *           came up (larger key), then after each failure a backoff from
+ *           RETRY_MIN doubling to RETRY_MAX; at once when our reflexive
+ *           address changes; REPUNCH after a failover
+ *   live    every LIVE_TICK while direct: the silence check above
+ * The session's own timers (keep-alive, idle, PTO) are quic/session.h's. */
+#include <gnutls/crypto.h>
+#include <ifaddrs.h>
+#include <inttypes.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/ctl.h"
+#include "agent/log.h"
+#include "agent/pathmgr.h"
+#include "agent/rdvclient.h"
+#include "agent/udp.h"
+
+#define EXCHANGE_TIMEOUT (3000000000ull)
+#define RETRY_FIRST      (1000000000ull)
+#define RETRY_MIN        (4000000000ull)
+#define RETRY_MAX        (60000000000ull)
+#define REPUNCH          (500000000ull)
+#define LIVE_TICK        (500000000ull)
+#define DEAD_AFTER       (2500000000ull)
+
+_Static_assert(RDVMSG_NAT_MAPPING_MAX == NAT_MAPPING_APDM, "CONNECT's mapping range");
+_Static_assert(RDVMSG_NAT_FILTERING_MAX == NAT_FILTERING_APDF, "CONNECT's filtering range");
+_Static_assert(RDVMSG_MAX_CANDIDATES == PUNCH_MAX_CANDS, "one CONNECT, one side's candidates");
+
+static void rnd(void *ctx, uint8_t *out, size_t len)
+{
+	(void)ctx;
+	gnutls_rnd(GNUTLS_RND_NONCE, out, len);
+}
+
+static const char *name(const struct pathmgr *pm)
+{
+	return pm->p->a->cfg->name;
+}
+
+static bool we_are_smaller(const struct peer *p)
+{
+	return memcmp(p->a->cfg->public_key, p->cfg->public_key, KEY_LEN) < 0;
+}
+
+static bool session_up(const struct peer *p)
+{
+	return p->conn && quic_session_is_up(p->conn->s);
+}
+
+static bool on_relay(const struct peer *p)
+{
+	return session_up(p) && relay_is_path(&quic_session_path(p->conn->s)->remote);
+}
+
+static void event(struct pathmgr *pm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void event(struct pathmgr *pm, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(pm->last_event, sizeof(pm->last_event), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- candidates ---- */
+
+static void add_local(struct rdvmsg_connect *m, uint8_t type, const struct na_endpoint *ep)
+{
+	for (unsigned i = 0; i < m->count; i++)
+		if (na_endpoint_equal(&m->cand[i].ep, ep))
+			return;
+	if (m->count >= RDVMSG_MAX_CANDIDATES)
+		return;
+	m->cand[m->count] = (struct rdvmsg_candidate){
+		.ep = *ep, .type = type,
+		.priority = punch_cand_priority(type, (uint16_t)(65535 - m->count)),
+	};
+	m->count++;
+}
+
+/* Not a candidate: loopback, link-local, and our own tunnel's addresses. */
+static bool host_usable(const struct agent *a, const struct ifaddrs *ifa, const struct na_ip *ip)
+{
+	if (!(ifa->ifa_flags & IFF_UP) || (ifa->ifa_flags & IFF_LOOPBACK))
+		return false;
+	if (!strcmp(ifa->ifa_name, a->cfg->name))
+		return false;
+	if (ip->family == AF_INET6 && ip->v6[0] == 0xfe && (ip->v6[1] & 0xc0) == 0x80)
+		return false;
+	if (ip->family == AF_INET && ip->v4[0] == 169 && ip->v4[1] == 254)
+		return false;
+	return true;
+}
+
+/* Host addresses of the families we have a socket for, then how the
+ * rendezvous and discovery saw us. */
+static void gather(struct agent *a, struct rdvmsg_connect *m)
+{
+	struct ifaddrs *ifs = NULL;
+	struct rdvclient *r = a->rdv;
+
+	m->count = 0;
+	if (getifaddrs(&ifs) == 0) {
+		for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+			struct na_endpoint ep;
+
+			if (!i->ifa_addr || !na_endpoint_from_sockaddr(&ep, i->ifa_addr))
+				continue;
+			if (agent_fd(a, ep.ip.family, a->port) < 0 || !host_usable(a, i, &ep.ip))
+				continue;
+			ep.port = a->port;
+			add_local(m, RDVMSG_CAND_HOST, &ep);
+		}
+		freeifaddrs(ifs);
+	}
+	if (r && r->have_srflx)
+		add_local(m, RDVMSG_CAND_SRFLX, &r->srflx);
+	if (a->have_report && a->report.has_mapped)
+		add_local(m, RDVMSG_CAND_SRFLX, &a->report.mapped);
+}
+
+static void our_nat(const struct agent *a, uint8_t *map, uint8_t *filt)
+{
+	*map = a->have_report ? (uint8_t)a->report.mapping : NAT_MAPPING_UNKNOWN;
+	*filt = a->have_report ? (uint8_t)a->report.filtering : NAT_FILTERING_UNKNOWN;
+}
+
+/* ---- the rendezvous exchange ---- */
+
+static void schedule_retry(struct pathmgr *pm, uint64_t delay)
+{
+	loop_timer_set(pm->p->a->loop, &pm->retry, loop_now() + delay);
+}
+
+static void attempt_failed(struct pathmgr *pm, const char *why)
+{
+	struct peer *p = pm->p;
+
+	pm->phase = PM_IDLE;
+	pm->ended = loop_now();
+	loop_timer_cancel(p->a->loop, &pm->timer);
+	pm->backoff = pm->backoff ? pm->backoff * 2 : RETRY_MIN;
+	if (pm->backoff > RETRY_MAX)
+		pm->backoff = RETRY_MAX;
+	event(pm, "attempt %u: %s", pm->attempts, why);
+	log_info("%s: peer %s: no direct path (%s); staying on the relay, next try in %" PRIu64
+		 " s", name(pm), p->name, why, pm->backoff / UINT64_C(1000000000));
+	if (on_relay(p))
+		schedule_retry(pm, pm->backoff);
+}
+
+static bool send_connect(struct pathmgr *pm, uint64_t attempt, uint32_t rtt_us)
+{
+	struct agent *a = pm->p->a;
+	static struct rdvmsg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = RDVMSG_CONNECT;
+	memcpy(m.connect.key, pm->p->cfg->public_key, KEY_LEN);
+	m.connect.attempt = attempt;
+	m.connect.rtt_us = rtt_us;
+	memcpy(m.connect.secret, pm->secret, PUNCH_SECRET_LEN);
+	our_nat(a, &m.connect.mapping, &m.connect.filtering);
+	gather(a, &m.connect);
+	return rdvclient_send(a, &m);
+}
+
+/* Starts an attempt as its initiator. */
+static void initiate(struct pathmgr *pm)
+{
+	struct peer *p = pm->p;
+
+	if (pm->phase != PM_IDLE || !rdvclient_uplink(p->a) || !on_relay(p))
+		return;
+	rnd(NULL, (uint8_t *)&pm->attempt, sizeof(pm->attempt));
+	rnd(NULL, pm->secret, sizeof(pm->secret));
+	pm->attempts++;
+	pm->have_punch = false;
+	pm->their_nat_known = false;
+	pm->started = pm->connect_sent = loop_now();
+	if (!send_connect(pm, pm->attempt, 0)) {
+		attempt_failed(pm, "cannot reach the rendezvous");
+		return;
+	}
+	pm->phase = PM_CONNECT_SENT;
+	loop_timer_set(p->a->loop, &pm->timer, loop_now() + EXCHANGE_TIMEOUT);
+	log_debug("%s: peer %s: punch attempt %u: CONNECT sent", name(pm), p->name, pm->attempts);
+}
+
+static void on_retry(void *arg, uint64_t now)
+{
+	(void)now;
+	initiate(arg);
+}
+
+/* Builds the punch from their CONNECT; our candidates are gathered again
+ * (the same ones our CONNECT carried, unless an address changed since). */
+static void build_punch(struct pathmgr *pm, const struct rdvmsg_connect *m, bool initiator)
+{
+	struct agent *a = pm->p->a;
+	struct punch_params prm = {
+		.initiator = initiator,
+		.attempt = pm->attempt,
+		.rand = rnd,
+	};
+	static struct rdvmsg ours;
+
+	memcpy(prm.local_secret, pm->secret, PUNCH_SECRET_LEN);
+	memcpy(prm.remote_secret, m->secret, PUNCH_SECRET_LEN);
+	punch_init(&pm->punch, &prm);
+	memset(&ours, 0, sizeof(ours));
+	gather(a, &ours.connect);
+	for (unsigned i = 0; i < ours.connect.count; i++) {
+		const struct rdvmsg_candidate *c = &ours.connect.cand[i];
+		punch_add_local(&pm->punch, &(struct punch_cand){ c->ep, c->type, c->priority });
+	}
+	for (unsigned i = 0; i < m->count; i++) {
+		const struct rdvmsg_candidate *c = &m->cand[i];
+		punch_add_remote(&pm->punch, &(struct punch_cand){ c->ep, c->type, c->priority });
+	}
+	if (pm->p->cfg->has_endpoint)
+		punch_add_remote(&pm->punch, &(struct punch_cand){
+			pm->p->cfg->endpoint, PUNCH_CAND_STATIC,
+			punch_cand_priority(PUNCH_CAND_STATIC, 65535) });
+	pm->have_punch = true;
+	pm->their_mapping = m->mapping;
+	pm->their_filtering = m->filtering;
+	pm->their_nat_known = true;
+}
+
+static void run_punch(struct pathmgr *pm, uint64_t now);
+
+static void on_timer(void *arg, uint64_t now)
+{
+	struct pathmgr *pm = arg;
+
+	switch (pm->phase) {
+	case PM_CONNECT_SENT:
+		attempt_failed(pm, "the peer did not answer through the rendezvous");
+		break;
+	case PM_WAIT_SYNC:
+		attempt_failed(pm, "no SYNC from the peer");
+		break;
+	case PM_PUNCHING:
+		if (punch_state(&pm->punch) == PUNCH_IDLE && now >= pm->fire_at)
+			punch_start(&pm->punch, now);
+		run_punch(pm, now);
+		break;
+	case PM_IDLE:
+		break;
+	}
+}
+
+void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
+{
+	struct peer *p = peer_by_key(a, m->key);
+	struct pathmgr *pm = p ? p->pm : NULL;
+	uint64_t now = loop_now();
+
+	if (!pm)
+		return;
+	if (pm->phase == PM_CONNECT_SENT && m->attempt == pm->attempt) {
+		/* Their answer to ours: fire half a round trip after SYNC. */
+		static struct rdvmsg s;
+
+		pm->rtt = now - pm->connect_sent;
+		build_punch(pm, m, true);
+		memset(&s, 0, sizeof(s));
+		s.type = RDVMSG_SYNC;
+		memcpy(s.sync.key, p->cfg->public_key, KEY_LEN);
+		s.sync.attempt = pm->attempt;
+		s.sync.delay_us = (uint32_t)(pm->rtt / 2000);
+		if (!rdvclient_send(a, &s)) {
+			attempt_failed(pm, "cannot reach the rendezvous");
+			return;
+		}
+		pm->phase = PM_PUNCHING;
+		pm->fire_at = now + pm->rtt / 2;
+		loop_timer_set(a->loop, &pm->timer, pm->fire_at);
+		log_debug("%s: peer %s: rendezvous round trip %" PRIu64 " us; SYNC sent", a->cfg->name,
+			  p->name, pm->rtt / 1000);
+		return;
+	}
+	if (pm->phase == PM_CONNECT_SENT && we_are_smaller(p))
+		return; /* crossed CONNECTs: ours goes on, they answer it */
+	/* Theirs: answer it, and answer its checks from now on. */
+	loop_timer_cancel(a->loop, &pm->retry);
+	pm->attempt = m->attempt;
+	pm->attempts++;
+	pm->started = now;
+	pm->rtt = (uint64_t)m->rtt_us * 1000;
+	rnd(NULL, pm->secret, sizeof(pm->secret));
+	build_punch(pm, m, false);
+	if (!send_connect(pm, pm->attempt, 0)) {
+		attempt_failed(pm, "cannot reach the rendezvous");
+		return;
+	}
+	pm->phase = PM_WAIT_SYNC;
+	loop_timer_set(a->loop, &pm->timer, now + EXCHANGE_TIMEOUT);
+}
+
+void pathmgr_on_sync(struct agent *a, const struct rdvmsg_sync *m)
+{
+	struct peer *p = peer_by_key(a, m->key);
+	struct pathmgr *pm = p ? p->pm : NULL;
+	uint64_t now = loop_now();
+
+	if (!pm || pm->phase != PM_WAIT_SYNC || m->attempt != pm->attempt)
+		return;
+	pm->phase = PM_PUNCHING;
+	pm->rtt = (uint64_t)m->delay_us * 2000;
+	pm->fire_at = now;
+	punch_start(&pm->punch, now);
+	run_punch(pm, now);
+}
+
+/* ---- checks on the wire ---- */
+
+static void send_udp(struct agent *a, const uint8_t *buf, size_t len,
+		     const struct na_endpoint *from, const struct na_endpoint *to)
+{
+	int fd = agent_fd(a, from->ip.family, from->port);
+
+	if (fd >= 0)
+		udp_send(fd, buf, len, to, &from->ip, 0);
+}
+
+/* The QUIC client moves the session onto the punched path. */
+static void adopt(struct pathmgr *pm, const struct punch_pair *pair)
+{
+	struct peer *p = pm->p;
+	const struct punch_cand *l = &pm->punch.local[pair->local];
+	const struct punch_cand *r = &pm->punch.remote[pair->remote];
+	char re[NA_ENDPOINT_STRLEN];
+	struct quic_path path;
+	int err;
+
+	na_endpoint_str(&r->ep, re, sizeof(re));
+	event(pm, "attempt %u: punched %s in %" PRIu64 " ms", pm->attempts, re, pm->took / 1000000);
+	log_info("%s: peer %s: direct path to %s punched in %" PRIu64 " ms (%" PRIu64
+		 " checks sent, %" PRIu64 " answered)", name(pm), p->name, re, pm->took / 1000000,
+		 pm->punch.checks_sent, pm->punch.answers_sent);
+	if (!session_up(p) || quic_session_is_server(p->conn->s) || !on_relay(p))
+		return; /* the client moves; a direct session stays where it is */
+	na_endpoint_to_sockaddr(&l->ep, &path.local);
+	na_endpoint_to_sockaddr(&r->ep, &path.remote);
+	err = quic_session_migrate(p->conn->s, &path, loop_now());
+	if (err < 0) {
+		log_warn("%s: peer %s: cannot move the session to %s: %s", name(pm), p->name, re,
+			 quic_strerror(err));
+		schedule_retry(pm, REPUNCH);
+		return;
+	}
+	conn_mark(p->conn);
+}
+
+static void run_punch(struct pathmgr *pm, uint64_t now)
+{
+	struct agent *a = pm->p->a;
+	uint8_t buf[PUNCH_MAX_MSG];
+	struct na_endpoint from, to;
+	size_t n;
+	unsigned sent = 0;
+	uint64_t dl;
+
+	while (sent < PUNCH_MAX_PAIRS && (n = punch_next(&pm->punch, now, buf, sizeof(buf), &from, &to))) {
+		char t[NA_ENDPOINT_STRLEN];
+
+		send_udp(a, buf, n, &from, &to);
+		log_debug("%s: peer %s: check to %s", name(pm), pm->p->name,
+			  na_endpoint_str(&to, t, sizeof(t)));
+		sent++;
+	}
+	switch (punch_state(&pm->punch)) {
+	case PUNCH_SUCCEEDED:
+		if (pm->phase == PM_PUNCHING) {
+			pm->phase = PM_IDLE;
+			pm->ended = now;
+			pm->took = now - pm->started;
+			pm->backoff = 0;
+			loop_timer_cancel(a->loop, &pm->retry);
+			adopt(pm, punch_selected(&pm->punch));
+		}
+		break;
+	case PUNCH_FAILED:
+		if (pm->phase == PM_PUNCHING)
+			attempt_failed(pm, "no candidate pair answered");
+		break;
+	default:
+		break;
+	}
+	dl = punch_deadline(&pm->punch);
+	if (dl != UINT64_MAX)
+		loop_timer_set(a->loop, &pm->timer, dl);
+	else if (pm->phase == PM_IDLE)
+		loop_timer_cancel(a->loop, &pm->timer);
+}
+
+bool pathmgr_input_stun(struct agent *a, const struct stun_msg *m,
+			const struct na_endpoint *from, const struct na_endpoint *local)
+{
+	uint8_t reply[PUNCH_MAX_MSG];
+	uint64_t now = loop_now();
+
+	for (unsigned i = 0; i < a->n_peers; i++) {
+		struct pathmgr *pm = a->peers[i].pm;
+		size_t rlen = 0;
+
+		if (!pm || !pm->have_punch)
+			continue;
+		enum punch_input_result res;
+		char f[NA_ENDPOINT_STRLEN];
+
+		res = punch_input(&pm->punch, m, from, local, now, reply, sizeof(reply), &rlen);
+		if (res != PUNCH_IN_NOT_OURS)
+			log_debug("%s: peer %s: %s from %s", name(pm), pm->p->name,
+				  res == PUNCH_IN_REQUEST ? "check" : res == PUNCH_IN_RESPONSE ?
+				  "answer" : "invalid check or answer", na_endpoint_str(from, f, sizeof(f)));
+		switch (res) {
+		case PUNCH_IN_NOT_OURS:
+			continue;
+		case PUNCH_IN_REQUEST:
+			if (rlen)
+				send_udp(a, reply, rlen, local, from);
+			/* fall through */
+		case PUNCH_IN_RESPONSE:
+			if (pm->phase == PM_PUNCHING)
+				run_punch(pm, now);
+			return true;
+		case PUNCH_IN_BAD:
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- the path in use ---- */
+
+static void on_live(void *arg, uint64_t now)
+{
+	struct pathmgr *pm = arg;
+	struct peer *p = pm->p;
+	struct conn *c = p->conn;
+	struct quic_path path;
+	int err;
+
+	if (!session_up(p) || on_relay(p)) {
+		pm->direct_since = 0;
+		return;
+	}
+	loop_timer_set(p->a->loop, &pm->live, now + LIVE_TICK);
+	/* Silence only counts while we are talking: an idle session sends
+	 * its keep-alives, and those are answered. */
+	if (c->tx_direct <= c->rx_direct || now - c->rx_direct < DEAD_AFTER)
+		return;
+	pm->failovers++;
+	pm->direct_since = 0;
+	event(pm, "direct path silent for %" PRIu64 " ms: back to the relay",
+	      (now - c->rx_direct) / 1000000);
+	log_info("%s: peer %s: nothing heard on the direct path for %" PRIu64 " ms; %s",
+		 name(pm), p->name, (now - c->rx_direct) / 1000000,
+		 quic_session_is_server(c->s) ? "punching again" : "moving to the relay and punching again");
+	loop_timer_cancel(p->a->loop, &pm->live);
+	if (!quic_session_is_server(c->s) && rdvclient_can_relay(p->a)) {
+		relay_path(p, &path);
+		err = quic_session_migrate(c->s, &path, now);
+		if (err < 0)
+			log_warn("%s: peer %s: cannot move the session to the relay: %s", name(pm),
+				 p->name, quic_strerror(err));
+		conn_mark(c);
+	}
+	c->rx_direct = now; /* one failover per silence */
+	pm->phase = PM_IDLE;
+	pm->backoff = 0;
+	schedule_retry(pm, REPUNCH);
+}
+
+static void watch_direct(struct pathmgr *pm)
+{
+	struct peer *p = pm->p;
+
+	if (!session_up(p) || on_relay(p))
+		return;
+	if (!pm->direct_since)
+		pm->direct_since = loop_now();
+	p->conn->rx_direct = p->conn->tx_direct = loop_now();
+	loop_timer_set(p->a->loop, &pm->live, loop_now() + LIVE_TICK);
+}
+
+void pathmgr_session_up(struct peer *p)
+{
+	struct pathmgr *pm = p->pm;
+
+	if (!pm)
+		return;
+	if (!on_relay(p)) {
+		watch_direct(pm);
+		return;
+	}
+	if (pm->phase != PM_IDLE)
+		return;
+	pm->backoff = 0;
+	if (we_are_smaller(p))
+		initiate(pm);
+	else
+		schedule_retry(pm, RETRY_FIRST);
+}
+
+void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct quic_path *path)
+{
+	struct peer *p = c->peer;
+	struct pathmgr *pm = p ? p->pm : NULL;
+	char r[NA_ENDPOINT_STRLEN];
+	struct na_endpoint remote;
+
+	if (!pm || p->conn != c)
+		return;
+	if (ev == QUIC_PATH_FAILED && !relay_is_path(&path->remote)) {
+		na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&path->remote);
+		event(pm, "path validation to %s failed", na_endpoint_str(&remote, r, sizeof(r)));
+		if (on_relay(p))
+			schedule_retry(pm, RETRY_MIN);
+		return;
+	}
+	if (ev != QUIC_PATH_MIGRATED)
+		return;
+	if (relay_is_path(&path->remote)) {
+		pm->direct_since = 0;
+		loop_timer_cancel(p->a->loop, &pm->live);
+		if (pm->phase == PM_IDLE && !loop_timer_armed(&pm->retry))
+			schedule_retry(pm, we_are_smaller(p) ? REPUNCH : RETRY_FIRST);
+		return;
+	}
+	loop_timer_cancel(p->a->loop, &pm->retry);
+	watch_direct(pm);
+}
+
+void pathmgr_candidates_changed(struct agent *a)
+{
+	for (unsigned i = 0; i < a->n_peers; i++) {
+		struct pathmgr *pm = a->peers[i].pm;
+
+		if (pm && pm->phase == PM_IDLE && on_relay(pm->p)) {
+			pm->backoff = 0;
+			schedule_retry(pm, 0);
+		}
+	}
+}
+
+/* ---- status ---- */
+
+static const char *mapping_name(uint8_t m)
+{
+	switch (m) {
+	case NAT_MAPPING_NONE: return "none";
+	case NAT_MAPPING_EIM:  return "endpoint-independent";
+	case NAT_MAPPING_ADM:  return "address-dependent";
+	case NAT_MAPPING_APDM: return "address-and-port-dependent";
+	}
+	return "unknown";
+}
+
+static const char *filtering_name(uint8_t f)
+{
+	switch (f) {
+	case NAT_FILTERING_EIF:  return "endpoint-independent";
+	case NAT_FILTERING_ADF:  return "address-dependent";
+	case NAT_FILTERING_APDF: return "address-and-port-dependent";
+	}
+	return "unknown";
+}
+
+static const char *cand_type_name(uint8_t t)
+{
+	static const char *const n[] = { "host", "srflx", "prflx", "mapped", "static" };
+
+	return t < 5 ? n[t] : "?";
+}
+
+static const char *phase_name(const struct pathmgr *pm)
+{
+	switch (pm->phase) {
+	case PM_CONNECT_SENT: return "exchanging candidates";
+	case PM_WAIT_SYNC:    return "waiting for SYNC";
+	case PM_PUNCHING:     return "punching";
+	case PM_IDLE:         break;
+	}
+	return pm->have_punch ? punch_state_name(punch_state(&pm->punch)) : "none";
+}
+
+void pathmgr_status(const struct peer *p, struct ctl_out *out, uint64_t now)
+{
+	const struct pathmgr *pm = p->pm;
+	const struct agent *a = p->a;
+	uint8_t om, of;
+	char v[160], l[NA_ENDPOINT_STRLEN], r[NA_ENDPOINT_STRLEN];
+
+	if (!pm || !pm->attempts)
+		return;
+	ctl_printf(out, "punch_attempts=%u\npunch_state=%s\n", pm->attempts, phase_name(pm));
+	ctl_printf(out, "punch_age_ms=%" PRIu64 "\n", (now - pm->started) / 1000000);
+	if (pm->took && pm->have_punch && punch_state(&pm->punch) == PUNCH_SUCCEEDED)
+		ctl_printf(out, "punch_took_ms=%" PRIu64 "\n", pm->took / 1000000);
+	if (pm->have_punch)
+		ctl_printf(out, "punch_checks_sent=%" PRIu64 "\n", pm->punch.checks_sent);
+	if (pm->last_event[0])
+		ctl_put(out, "punch_event", pm->last_event);
+	if (pm->failovers)
+		ctl_printf(out, "failovers=%u\n", pm->failovers);
+	our_nat(a, &om, &of);
+	ctl_printf(out, "nat_ours=%s mapping, %s filtering\n", mapping_name(om), filtering_name(of));
+	if (pm->their_nat_known)
+		ctl_printf(out, "nat_theirs=%s mapping, %s filtering\n",
+			   mapping_name(pm->their_mapping), filtering_name(pm->their_filtering));
+	if (!pm->have_punch)
+		return;
+	for (unsigned i = 0; i < pm->punch.n_pairs; i++) {
+		const struct punch_pair *pr = &pm->punch.pairs[i];
+		const struct punch_cand *rc = &pm->punch.remote[pr->remote];
+
+		na_endpoint_str(&pm->punch.local[pr->local].ep, l, sizeof(l));
+		na_endpoint_str(&rc->ep, r, sizeof(r));
+		ctl_printf(out, "pair=%s -> %s (%s): %s", l, r, cand_type_name(rc->type),
+			   punch_pair_state_name(pr->state));
+		if (pr->state == PUNCH_PAIR_SUCCEEDED)
+			ctl_printf(out, ", rtt %" PRIu64 " us", pr->rtt / 1000);
+		if (pr->state == PUNCH_PAIR_WRONG_PORT)
+			ctl_printf(out, " (%s)", na_endpoint_str(&pr->answered_from, r, sizeof(r)));
+		ctl_printf(out, "\n");
+	}
+	punch_verdict(om, of, pm->their_nat_known ? pm->their_mapping : NAT_MAPPING_UNKNOWN,
+		      pm->their_nat_known ? pm->their_filtering : NAT_FILTERING_UNKNOWN,
+		      punch_state(&pm->punch) == PUNCH_SUCCEEDED, v, sizeof(v));
+	ctl_put(out, "verdict", v);
+}
+
+/* ---- life ---- */
+
+struct pathmgr *pathmgr_new(struct peer *p)
+{
+	struct pathmgr *pm = calloc(1, sizeof(*pm));
+
+	if (!pm)
+		return NULL;
+	pm->p = p;
+	loop_timer_init(&pm->timer, on_timer, pm);
+	loop_timer_init(&pm->retry, on_retry, pm);
+	loop_timer_init(&pm->live, on_live, pm);
+	return pm;
+}
+
+void pathmgr_free(struct pathmgr *pm)
+{
+	if (!pm)
+		return;
+	loop_timer_cancel(pm->p->a->loop, &pm->timer);
+	loop_timer_cancel(pm->p->a->loop, &pm->retry);
+	loop_timer_cancel(pm->p->a->loop, &pm->live);
+	free(pm);
+}
