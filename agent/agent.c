@@ -509,17 +509,22 @@ static void on_discovered(void *arg, struct discovery *d)
 		 srv, nat_report_classic_name(r), nat_mapping_name(r->mapping),
 		 nat_filtering_name(r->filtering), nat_alloc_name(r->alloc),
 		 r->hairpin < 0 ? "unknown" : r->hairpin ? "yes" : "no");
+	/* Relayed peers try again with what we now know of our NAT (their
+	 * verdict needs it; the mapped address may be a new candidate). */
+	pathmgr_candidates_changed(a, false);
 }
 
 /* Learns the public address and the NAT's behaviour from the configured
  * STUN servers (else the rendezvous), from the IPv4 ListenPort socket. */
-static void start_discovery(struct agent *a)
+void agent_discover(struct agent *a)
 {
 	struct na_endpoint servers[DISCOVERY_MAX_SERVERS];
 	struct nat_behavior_opts o;
 	unsigned n = 0;
 	int err;
 
+	if (a->disc_running)
+		return;
 	for (unsigned i = 0; i < a->cfg->n_stun && n < DISCOVERY_MAX_SERVERS; i++)
 		if (a->cfg->stun[i].ip.family == AF_INET)
 			servers[n++] = a->cfg->stun[i];
@@ -588,7 +593,7 @@ int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 		log_warn("%s: no IPv6 socket on port %u; IPv4 only", cfg->name, a->port);
 	log_info("%s: listening on UDP port %u", cfg->name, a->port);
 	loop_set_turn_end(loop, turn_end, a);
-	start_discovery(a);
+	agent_discover(a);
 	return 0;
 fail:
 	agent_close(a);

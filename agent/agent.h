@@ -34,6 +34,7 @@ struct rdvclient;
 struct rdv_server;
 struct rdv_reg;
 struct pathmgr;
+struct fastpath;
 struct rdvmsg;
 
 /* What a QUIC session is for. */
@@ -125,6 +126,7 @@ struct agent {
 	struct rdvclient *rdv;     /* our rendezvous, if configured */
 	struct rdv_server *rdvsrv; /* our rendezvous service, if we are one */
 	struct relay_stats relay;
+	struct fastpath *fp; /* the XDP fast path, when it runs (daemon.c) */
 };
 
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop);
@@ -152,6 +154,9 @@ bool agent_path(struct agent *a, const struct na_endpoint *remote, struct quic_p
  * replies (version negotiation, stateless reset) go back the same way. */
 void agent_input_quic(struct agent *a, const uint8_t *pkt, size_t len,
 		      const struct quic_path *path, uint8_t ecn);
+/* Learns the public address and the NAT's behaviour (again), unless that
+ * is under way: at start, and when the NAT gave us a new mapping. */
+void agent_discover(struct agent *a);
 /* Opens the rendezvous service's Listen socket (QUIC and STUN on one port):
  * the agent reads it; STUN requests there go to the STUN service. */
 int agent_open_rdv_socket(struct agent *a, const struct na_endpoint *listen);

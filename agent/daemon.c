@@ -10,6 +10,7 @@
 #include "agent/agent.h"
 #include "agent/ctl.h"
 #include "agent/fastpath.h"
+#include "agent/pathmgr.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/rendezvous.h"
@@ -219,6 +220,10 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 	if ((cfg->has_mode || cfg->rdv.present) && start_agent(&d) < 0)
 		goto out;
 	fastpath_start(&d.fastpath, d.loop, cfg, d.agent_open ? &d.agent : NULL, opts->no_bpf);
+	if (d.agent_open && d.fastpath.n_links) {
+		d.agent.fp = &d.fastpath;
+		pathmgr_fastpath_up(&d.agent);
+	}
 	if (d.agent_open) {
 		const char *why = NULL;
 		/* natctl show reads it; the tunnel runs without it. */
@@ -236,6 +241,8 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 out:
 	if (d.ctl_open)
 		ctl_close(&d.ctl);
+	if (d.agent_open)
+		d.agent.fp = NULL;
 	fastpath_stop(&d.fastpath, d.keep_pins);
 	stop_agent(&d);
 	if (d.stun_open) {

@@ -643,6 +643,46 @@ void fastpath_agent_ports_changed(struct fastpath *fp, const struct agent *agent
 	log_debug("%s: BPF fast path ports now %s", fp->name, ports_str(fp, ports, sizeof(ports)));
 }
 
+void fastpath_add_token(struct fastpath *fp, uint64_t token)
+{
+	for (unsigned i = 0; i < fp->n_links; i++)
+		if (bpf_path_add_token(fp->links[i].path, token) < 0)
+			log_warn("%s: %s: cannot add a keepalive token: %s", fp->name,
+				 fp->links[i].ifname, bpf_path_errmsg());
+}
+
+void fastpath_del_token(struct fastpath *fp, uint64_t token)
+{
+	for (unsigned i = 0; i < fp->n_links; i++)
+		bpf_path_del_token(fp->links[i].path, token);
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t fastpath_last_rx(struct fastpath *fp, const struct na_endpoint *remote,
+			  uint16_t local_port)
+{
+	struct natpath_cache_key k;
+	struct natpath_cache_val v;
+	uint64_t last = 0, boot, mono;
+
+	bpf_path_cache_key(&k, remote, local_port);
+	for (unsigned i = 0; i < fp->n_links; i++)
+		if (bpf_path_cache_get(fp->links[i].path, &k, &v) == 0 && v.last_rx_ns > last)
+			last = v.last_rx_ns;
+	if (!last)
+		return 0;
+	boot = clock_ns(CLOCK_BOOTTIME);
+	mono = clock_ns(CLOCK_MONOTONIC);
+	return boot - last > mono ? 0 : mono - (boot - last);
+}
+
 void fastpath_stop(struct fastpath *fp, bool keep_pins)
 {
 	for (unsigned i = 0; i < fp->n_links; i++) {

@@ -88,6 +88,13 @@ int fastpath_start(struct fastpath *fp, struct loop *loop, const struct config *
 /* The agent opened sockets on new ports (agent_rebind): manage them too,
  * and forget those whose socket closed. */
 void fastpath_agent_ports_changed(struct fastpath *fp, const struct agent *agent);
+/* Keepalive path tokens the XDP programs absorb, on every link. */
+void fastpath_add_token(struct fastpath *fp, uint64_t token);
+void fastpath_del_token(struct fastpath *fp, uint64_t token);
+/* When XDP last saw a packet from remote to local_port on any link, in
+ * CLOCK_MONOTONIC ns (the map keeps CLOCK_BOOTTIME); 0 if never. */
+uint64_t fastpath_last_rx(struct fastpath *fp, const struct na_endpoint *remote,
+			  uint16_t local_port);
 /* Detaches everywhere; keep_pins leaves the maps for the next run. */
 void fastpath_stop(struct fastpath *fp, bool keep_pins);
 

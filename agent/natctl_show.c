@@ -15,6 +15,7 @@
  *     rx_bytes tx_dgrams rx_dgrams drop_too_big drop_full drop_down
  *     drop_spoofed drop_bad last_error punch_attempts punch_state
  *     punch_age_ms punch_took_ms punch_checks_sent punch_event failovers
+ *     keepalives_sent
  *     nat_ours nat_theirs pair (one per candidate pair, repeated) verdict
  *   rendezvous_service: registered_peers relayed_dgrams relayed_bytes
  *     dropped_unknown dropped_not_allowed dropped_rate dropped_bad
@@ -510,6 +511,8 @@ static void print_punch(const struct reply *r, const struct section *s)
 		part(&p, "%llu checks sent", (unsigned long long)n);
 	if (get_u64(r, s, "failovers", &n))
 		part(&p, "%llu failovers", (unsigned long long)n);
+	if (get_u64(r, s, "keepalives_sent", &n))
+		part(&p, "%llu keepalives sent", (unsigned long long)n);
 	printf("  punch: %s\n", p.buf);
 	if ((v = get(r, s, "punch_event")))
 		printf("  last path event: %s\n", v);
@@ -614,7 +617,8 @@ static const struct jfield peer_fields[] = {
 	{ "punch_attempts", NULL, J_NUM }, { "punch_state", NULL, J_STR },
 	{ "punch_age_ms", NULL, J_NUM }, { "punch_took_ms", NULL, J_NUM },
 	{ "punch_checks_sent", NULL, J_NUM }, { "punch_event", NULL, J_STR },
-	{ "failovers", NULL, J_NUM }, { "nat_ours", NULL, J_STR },
+	{ "failovers", NULL, J_NUM }, { "keepalives_sent", NULL, J_NUM },
+	{ "nat_ours", NULL, J_STR },
 	{ "nat_theirs", NULL, J_STR }, { "pair", "pairs", J_ALL },
 	{ "verdict", NULL, J_STR },
 };

@@ -18,8 +18,9 @@
  * CONNECTs that cross: the smaller key's attempt goes on, the other side
  * answers it.
  *
- * A direct path is watched: when we have sent for DEAD_AFTER without
- * hearing anything on it, the client moves the session back onto the relay
+ * A direct path is watched: when DEAD_PTOS probe timeouts in a row went
+ * unanswered and nothing came in on it for DEAD_AFTER, the client moves the
+ * session back onto the relay
  * and both punch again (a NAT rebinding gave one side a new port, or a
  * router forgot us).
  *
@@ -31,8 +32,17 @@
  *           came up (larger key), then after each failure a backoff from
  *           RETRY_MIN doubling to RETRY_MAX; at once when our reflexive
  *           address changes; REPUNCH after a failover
- *   live    every LIVE_TICK while direct: the silence check above
- * The session's own timers (keep-alive, idle, PTO) are quic/session.h's. */
+ *   live    every LIVE_TICK while direct: the silence check above, and a
+ *           token keepalive when nothing went out on the path for the NAT's
+ *           keepalive interval (PersistentKeepalive; auto: 2/3 of a measured
+ *           mapping lifetime, else 25 s), only when our side has a NAT
+ * Liveness reads when XDP last saw the peer (nat_cache) as well as our own
+ * receive time: a keepalive the XDP absorbed never reaches us.
+ * The session's own timers (keep-alive, idle, PTO) are quic/session.h's; on
+ * a direct path with tokens its keep-alive only has to keep the session
+ * from idling out (2/3 of the idle timeout, if longer than the NAT's), as
+ * the tokens keep the NAT open more cheaply: the far side's kernel drops
+ * them without waking its agent. */
 #include <gnutls/crypto.h>
 #include <ifaddrs.h>
 #include <inttypes.h>
@@ -43,6 +53,7 @@
 
 #include "agent/agent.h"
 #include "agent/ctl.h"
+#include "agent/fastpath.h"
 #include "agent/log.h"
 #include "agent/pathmgr.h"
 #include "agent/rdvclient.h"
@@ -55,6 +66,7 @@
 #define REPUNCH          (500000000ull)
 #define LIVE_TICK        (500000000ull)
 #define DEAD_AFTER       (2500000000ull)
+#define DEAD_PTOS        3
 
 _Static_assert(RDVMSG_NAT_MAPPING_MAX == NAT_MAPPING_APDM, "CONNECT's mapping range");
 _Static_assert(RDVMSG_NAT_FILTERING_MAX == NAT_FILTERING_APDF, "CONNECT's filtering range");
@@ -84,6 +96,12 @@ static bool session_up(const struct peer *p)
 static bool on_relay(const struct peer *p)
 {
 	return session_up(p) && relay_is_path(&quic_session_path(p->conn->s)->remote);
+}
+
+/* Worth an attempt: relayed, or on a direct path that went silent. */
+static bool wants_direct(const struct pathmgr *pm)
+{
+	return on_relay(pm->p) || (session_up(pm->p) && pm->direct_dead);
 }
 
 static void event(struct pathmgr *pm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -179,11 +197,11 @@ static void attempt_failed(struct pathmgr *pm, const char *why)
 	event(pm, "attempt %u: %s", pm->attempts, why);
 	log_info("%s: peer %s: no direct path (%s); staying on the relay, next try in %" PRIu64
 		 " s", name(pm), p->name, why, pm->backoff / UINT64_C(1000000000));
-	if (on_relay(p))
+	if (wants_direct(pm))
 		schedule_retry(pm, pm->backoff);
 }
 
-static bool send_connect(struct pathmgr *pm, uint64_t attempt, uint32_t rtt_us)
+static bool send_connect(struct pathmgr *pm, uint64_t attempt, bool answer)
 {
 	struct agent *a = pm->p->a;
 	static struct rdvmsg m;
@@ -192,8 +210,10 @@ static bool send_connect(struct pathmgr *pm, uint64_t attempt, uint32_t rtt_us)
 	m.type = RDVMSG_CONNECT;
 	memcpy(m.connect.key, pm->p->cfg->public_key, KEY_LEN);
 	m.connect.attempt = attempt;
-	m.connect.rtt_us = rtt_us;
+	m.connect.rtt_us = (uint32_t)(pm->rtt / 1000);
+	m.connect.answer = answer;
 	memcpy(m.connect.secret, pm->secret, PUNCH_SECRET_LEN);
+	m.connect.token = pm->our_token;
 	our_nat(a, &m.connect.mapping, &m.connect.filtering);
 	gather(a, &m.connect);
 	return rdvclient_send(a, &m);
@@ -204,7 +224,7 @@ static void initiate(struct pathmgr *pm)
 {
 	struct peer *p = pm->p;
 
-	if (pm->phase != PM_IDLE || !rdvclient_uplink(p->a) || !on_relay(p))
+	if (pm->phase != PM_IDLE || !rdvclient_uplink(p->a) || !wants_direct(pm))
 		return;
 	rnd(NULL, (uint8_t *)&pm->attempt, sizeof(pm->attempt));
 	rnd(NULL, pm->secret, sizeof(pm->secret));
@@ -212,7 +232,7 @@ static void initiate(struct pathmgr *pm)
 	pm->have_punch = false;
 	pm->their_nat_known = false;
 	pm->started = pm->connect_sent = loop_now();
-	if (!send_connect(pm, pm->attempt, 0)) {
+	if (!send_connect(pm, pm->attempt, false)) {
 		attempt_failed(pm, "cannot reach the rendezvous");
 		return;
 	}
@@ -257,12 +277,14 @@ static void build_punch(struct pathmgr *pm, const struct rdvmsg_connect *m, bool
 			pm->p->cfg->endpoint, PUNCH_CAND_STATIC,
 			punch_cand_priority(PUNCH_CAND_STATIC, 65535) });
 	pm->have_punch = true;
+	pm->their_token = m->token;
 	pm->their_mapping = m->mapping;
 	pm->their_filtering = m->filtering;
 	pm->their_nat_known = true;
 }
 
 static void run_punch(struct pathmgr *pm, uint64_t now);
+static void to_relay(struct pathmgr *pm, const char *why);
 
 static void on_timer(void *arg, uint64_t now)
 {
@@ -293,7 +315,9 @@ void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
 
 	if (!pm)
 		return;
-	if (pm->phase == PM_CONNECT_SENT && m->attempt == pm->attempt) {
+	if (m->answer && (pm->phase != PM_CONNECT_SENT || m->attempt != pm->attempt))
+		return; /* answers an attempt we gave up */
+	if (m->answer) {
 		/* Their answer to ours: fire half a round trip after SYNC. */
 		static struct rdvmsg s;
 
@@ -315,8 +339,15 @@ void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
 			  p->name, pm->rtt / 1000);
 		return;
 	}
+	if (m->attempt == pm->attempt)
+		return; /* a repeat */
 	if (pm->phase == PM_CONNECT_SENT && we_are_smaller(p))
 		return; /* crossed CONNECTs: ours goes on, they answer it */
+	/* On a direct path, a CONNECT means the peer stopped hearing us there
+	 * (its NAT gave it a new port, say): the client moves to the relay at
+	 * once, so the session lives while the punch finds the new path. */
+	if (session_up(p) && !on_relay(p) && !quic_session_is_server(p->conn->s))
+		to_relay(pm, "the peer lost the direct path");
 	/* Theirs: answer it, and answer its checks from now on. */
 	loop_timer_cancel(a->loop, &pm->retry);
 	pm->attempt = m->attempt;
@@ -325,7 +356,7 @@ void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
 	pm->rtt = (uint64_t)m->rtt_us * 1000;
 	rnd(NULL, pm->secret, sizeof(pm->secret));
 	build_punch(pm, m, false);
-	if (!send_connect(pm, pm->attempt, 0)) {
+	if (!send_connect(pm, pm->attempt, true)) {
 		attempt_failed(pm, "cannot reach the rendezvous");
 		return;
 	}
@@ -470,43 +501,122 @@ bool pathmgr_input_stun(struct agent *a, const struct stun_msg *m,
 
 /* ---- the path in use ---- */
 
+/* The client moves the session onto the relay (why: log it, if not NULL). */
+static void to_relay(struct pathmgr *pm, const char *why)
+{
+	struct peer *p = pm->p;
+	struct quic_path path;
+	int err;
+
+	if (!rdvclient_can_relay(p->a) || pm->to_relay_pending)
+		return;
+	if (why)
+		log_info("%s: peer %s: %s; moving to the relay", name(pm), p->name, why);
+	relay_path(p, &path);
+	err = quic_session_migrate(p->conn->s, &path, loop_now());
+	if (err < 0)
+		log_warn("%s: peer %s: cannot move the session to the relay: %s", name(pm), p->name,
+			 quic_strerror(err));
+	else
+		pm->to_relay_pending = true;
+	conn_mark(p->conn);
+}
+
+/* How often our NAT needs a packet to keep the mapping; 0 for never. */
+static uint64_t nat_keepalive(const struct peer *p)
+{
+	const struct nat_report *r = &p->a->report;
+
+	if (p->a->have_report && r->mapping == NAT_MAPPING_NONE)
+		return 0;
+	if (p->cfg->has_persistent_keepalive)
+		return (uint64_t)p->cfg->persistent_keepalive * 1000000000ull;
+	if (p->a->have_report && r->lifetime_measured && r->lifetime_alive_ms >= 3000)
+		return r->lifetime_alive_ms * 2000000ull / 3;
+	return (uint64_t)CONFIG_DEFAULT_KEEPALIVE * 1000000000ull;
+}
+
+static void send_keepalive(struct pathmgr *pm, const struct quic_path *path, uint64_t now)
+{
+	struct na_endpoint local, remote;
+	uint8_t txid[STUN_TXID_LEN], r12[12], buf[64];
+	size_t n;
+
+	rnd(NULL, r12, sizeof(r12));
+	stun_txid_set(txid, r12);
+	n = stun_build_keepalive(buf, sizeof(buf), txid, pm->their_token, true);
+	na_endpoint_from_sockaddr(&local, (const struct sockaddr *)&path->local);
+	na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&path->remote);
+	if (n)
+		send_udp(pm->p->a, buf, n, &local, &remote);
+	pm->ka_last = now;
+	pm->ka_sent++;
+}
+
+/* When we last heard from the peer on the session's direct path: our own
+ * receive time, or XDP's (nat_cache) if later. */
+static uint64_t last_heard(const struct peer *p)
+{
+	const struct quic_path *cur = quic_session_path(p->conn->s);
+	struct na_endpoint local, remote;
+	uint64_t rx = p->conn->rx_direct, xdp;
+
+	if (!p->a->fp)
+		return rx;
+	na_endpoint_from_sockaddr(&local, (const struct sockaddr *)&cur->local);
+	na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&cur->remote);
+	xdp = fastpath_last_rx(p->a->fp, &remote, local.port);
+	return xdp > rx && xdp <= loop_now() ? xdp : rx;
+}
+
 static void on_live(void *arg, uint64_t now)
 {
 	struct pathmgr *pm = arg;
 	struct peer *p = pm->p;
 	struct conn *c = p->conn;
-	struct quic_path path;
-	int err;
+	uint64_t ka = nat_keepalive(p), rx;
+	struct quic_session_stats qs;
 
 	if (!session_up(p) || on_relay(p)) {
 		pm->direct_since = 0;
 		return;
 	}
 	loop_timer_set(p->a->loop, &pm->live, now + LIVE_TICK);
-	/* Silence only counts while we are talking: an idle session sends
-	 * its keep-alives, and those are answered. */
-	if (c->tx_direct <= c->rx_direct || now - c->rx_direct < DEAD_AFTER)
+	if (ka && pm->their_token && now - c->tx_direct >= ka && now - pm->ka_last >= ka)
+		send_keepalive(pm, quic_session_path(c->s), now);
+	/* Silence counts only while something we sent waits for an answer:
+	 * an idle session (or one whose last packet was an ACK) expects
+	 * nothing. PTOs in a row say the peer has stopped acknowledging. */
+	rx = last_heard(p);
+	quic_session_get_stats(c->s, &qs);
+	if (qs.pto_count < DEAD_PTOS || now - rx < DEAD_AFTER)
 		return;
 	pm->failovers++;
 	pm->direct_since = 0;
-	event(pm, "direct path silent for %" PRIu64 " ms: back to the relay",
-	      (now - c->rx_direct) / 1000000);
+	event(pm, "direct path silent for %" PRIu64 " ms: back to the relay", (now - rx) / 1000000);
 	log_info("%s: peer %s: nothing heard on the direct path for %" PRIu64 " ms; %s",
-		 name(pm), p->name, (now - c->rx_direct) / 1000000,
+		 name(pm), p->name, (now - rx) / 1000000,
 		 quic_session_is_server(c->s) ? "punching again" : "moving to the relay and punching again");
 	loop_timer_cancel(p->a->loop, &pm->live);
-	if (!quic_session_is_server(c->s) && rdvclient_can_relay(p->a)) {
-		relay_path(p, &path);
-		err = quic_session_migrate(c->s, &path, now);
-		if (err < 0)
-			log_warn("%s: peer %s: cannot move the session to the relay: %s", name(pm),
-				 p->name, quic_strerror(err));
-		conn_mark(c);
-	}
+	if (!quic_session_is_server(c->s))
+		to_relay(pm, NULL);
 	c->rx_direct = now; /* one failover per silence */
+	pm->direct_dead = true;
 	pm->phase = PM_IDLE;
 	pm->backoff = 0;
 	schedule_retry(pm, REPUNCH);
+}
+
+/* The session's keep-alive for the path it is on (see the top). */
+static void session_keepalive(struct pathmgr *pm)
+{
+	struct peer *p = pm->p;
+	struct agent *a = p->a;
+	uint64_t k = a->qcfg.keepalive, idle = a->qcfg.idle_timeout;
+
+	if (!on_relay(p) && pm->their_token && nat_keepalive(p) && idle * 2 / 3 > k)
+		k = idle * 2 / 3;
+	quic_session_set_keepalive(p->conn->s, k);
 }
 
 static void watch_direct(struct pathmgr *pm)
@@ -515,6 +625,7 @@ static void watch_direct(struct pathmgr *pm)
 
 	if (!session_up(p) || on_relay(p))
 		return;
+	session_keepalive(pm);
 	if (!pm->direct_since)
 		pm->direct_since = loop_now();
 	p->conn->rx_direct = p->conn->tx_direct = loop_now();
@@ -549,6 +660,8 @@ void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct qu
 
 	if (!pm || p->conn != c)
 		return;
+	if (ev != QUIC_PATH_VALIDATED && relay_is_path(&path->remote))
+		pm->to_relay_pending = false;
 	if (ev == QUIC_PATH_FAILED && !relay_is_path(&path->remote)) {
 		na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&path->remote);
 		event(pm, "path validation to %s failed", na_endpoint_str(&remote, r, sizeof(r)));
@@ -558,9 +671,11 @@ void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct qu
 	}
 	if (ev != QUIC_PATH_MIGRATED)
 		return;
+	pm->direct_dead = false;
 	if (relay_is_path(&path->remote)) {
 		pm->direct_since = 0;
 		loop_timer_cancel(p->a->loop, &pm->live);
+		session_keepalive(pm);
 		if (pm->phase == PM_IDLE && !loop_timer_armed(&pm->retry))
 			schedule_retry(pm, we_are_smaller(p) ? REPUNCH : RETRY_FIRST);
 		return;
@@ -569,15 +684,23 @@ void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct qu
 	watch_direct(pm);
 }
 
-void pathmgr_candidates_changed(struct agent *a)
+void pathmgr_candidates_changed(struct agent *a, bool restart)
 {
 	for (unsigned i = 0; i < a->n_peers; i++) {
 		struct pathmgr *pm = a->peers[i].pm;
 
-		if (pm && pm->phase == PM_IDLE && on_relay(pm->p)) {
-			pm->backoff = 0;
-			schedule_retry(pm, 0);
+		if (!pm || !wants_direct(pm))
+			continue;
+		/* An attempt under way advertised what is no longer true:
+		 * start over (the peer takes the new attempt's CONNECT). */
+		if (pm->phase != PM_IDLE && !restart)
+			continue;
+		if (pm->phase != PM_IDLE) {
+			loop_timer_cancel(a->loop, &pm->timer);
+			pm->phase = PM_IDLE;
 		}
+		pm->backoff = 0;
+		schedule_retry(pm, 0);
 	}
 }
 
@@ -641,6 +764,8 @@ void pathmgr_status(const struct peer *p, struct ctl_out *out, uint64_t now)
 		ctl_put(out, "punch_event", pm->last_event);
 	if (pm->failovers)
 		ctl_printf(out, "failovers=%u\n", pm->failovers);
+	if (pm->ka_sent)
+		ctl_printf(out, "keepalives_sent=%" PRIu64 "\n", pm->ka_sent);
 	our_nat(a, &om, &of);
 	ctl_printf(out, "nat_ours=%s mapping, %s filtering\n", mapping_name(om), filtering_name(of));
 	if (pm->their_nat_known)
@@ -677,16 +802,27 @@ struct pathmgr *pathmgr_new(struct peer *p)
 	if (!pm)
 		return NULL;
 	pm->p = p;
+	while (!pm->our_token)
+		rnd(NULL, (uint8_t *)&pm->our_token, sizeof(pm->our_token));
 	loop_timer_init(&pm->timer, on_timer, pm);
 	loop_timer_init(&pm->retry, on_retry, pm);
 	loop_timer_init(&pm->live, on_live, pm);
 	return pm;
 }
 
+void pathmgr_fastpath_up(struct agent *a)
+{
+	for (unsigned i = 0; i < a->n_peers; i++)
+		if (a->peers[i].pm)
+			fastpath_add_token(a->fp, a->peers[i].pm->our_token);
+}
+
 void pathmgr_free(struct pathmgr *pm)
 {
 	if (!pm)
 		return;
+	if (pm->p->a->fp)
+		fastpath_del_token(pm->p->a->fp, pm->our_token);
 	loop_timer_cancel(pm->p->a->loop, &pm->timer);
 	loop_timer_cancel(pm->p->a->loop, &pm->retry);
 	loop_timer_cancel(pm->p->a->loop, &pm->live);

@@ -47,8 +47,14 @@ struct pathmgr {
 	uint64_t backoff;
 	struct loop_timer live;   /* watches a direct path's answers */
 	uint64_t direct_since;    /* 0 while not direct */
+	bool direct_dead;         /* the direct path in use stopped answering */
+	bool to_relay_pending;    /* client: moving to the relay, not there yet */
 	unsigned failovers;
 	char last_event[96];      /* the last thing that happened to the path */
+	/* Keepalives on a direct path: STUN indications with a token the far
+	 * side's XDP knows and absorbs (CONNECT carries each side's). */
+	uint64_t our_token, their_token;
+	uint64_t ka_last, ka_sent;
 };
 
 /* Allocated with the peer; freed by pathmgr_free. */
@@ -57,8 +63,10 @@ void pathmgr_free(struct pathmgr *pm);
 
 /* The peer's session came up: over the relay, look for a direct path. */
 void pathmgr_session_up(struct peer *p);
-/* Our reflexive address changed (a NAT rebinding, a new NAT): punch again. */
-void pathmgr_candidates_changed(struct agent *a);
+/* Our reflexive address changed (a NAT rebinding, a new NAT), or discovery
+ * has just told us what our NAT does: relayed peers punch again now; with
+ * restart, attempts under way start over (they advertise a stale address). */
+void pathmgr_candidates_changed(struct agent *a, bool restart);
 /* CONNECT and SYNC from the rendezvous (the key names the sender). */
 void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m);
 void pathmgr_on_sync(struct agent *a, const struct rdvmsg_sync *m);
@@ -68,6 +76,8 @@ bool pathmgr_input_stun(struct agent *a, const struct stun_msg *m,
 			const struct na_endpoint *from, const struct na_endpoint *local);
 /* A peer session's path event (validated, failed, migrated). */
 void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct quic_path *path);
+/* The XDP fast path is up: it absorbs keepalives with our peers' tokens. */
+void pathmgr_fastpath_up(struct agent *a);
 /* Status lines for `natctl show`. */
 void pathmgr_status(const struct peer *p, struct ctl_out *out, uint64_t now);
 

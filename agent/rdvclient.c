@@ -220,8 +220,10 @@ static void on_message(struct rdvclient *r, const struct rdvmsg *m)
 			r->waited = 0;
 			check_relay(r);
 		}
-		if (moved)
-			pathmgr_candidates_changed(a); /* our NAT gave us a new port */
+		if (moved) { /* our NAT gave us a new port: what else changed? */
+			pathmgr_candidates_changed(a, true);
+			agent_discover(a);
+		}
 		break;
 	}
 	case RDVMSG_CONNECT:

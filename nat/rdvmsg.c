@@ -6,7 +6,7 @@
 #define ADDR_V4_LEN	8	/* family, reserved, port, 4 bytes */
 #define ADDR_V6_LEN	20
 #define CAND_EXTRA	5	/* type u8, priority u32 */
-#define CONNECT_FIXED	(RDVMSG_KEY_LEN + 8 + 4 + RDVMSG_SECRET_LEN + 2 + 8 + 1)
+#define CONNECT_FIXED	(RDVMSG_KEY_LEN + 8 + 4 + RDVMSG_SECRET_LEN + 2 + 8 + 1 + 1)
 #define SYNC_LEN	(RDVMSG_KEY_LEN + 8 + 4)
 
 /* Body length bounds per type, indexed by type. */
@@ -129,7 +129,7 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 	case RDVMSG_CONNECT:
 		if (m->connect.count > RDVMSG_MAX_CANDIDATES ||
 		    m->connect.mapping > RDVMSG_NAT_MAPPING_MAX ||
-		    m->connect.filtering > RDVMSG_NAT_FILTERING_MAX)
+		    m->connect.filtering > RDVMSG_NAT_FILTERING_MAX || m->connect.answer > 1)
 			return 0;
 		put(&w, m->connect.key, RDVMSG_KEY_LEN);
 		put64(&w, m->connect.attempt);
@@ -138,6 +138,7 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 		put8(&w, m->connect.mapping);
 		put8(&w, m->connect.filtering);
 		put64(&w, m->connect.token);
+		put8(&w, m->connect.answer);
 		put8(&w, m->connect.count);
 		for (unsigned i = 0; i < m->connect.count; i++) {
 			const struct rdvmsg_candidate *c = &m->connect.cand[i];
@@ -348,10 +349,12 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 		if (!take(&r, c->key, RDVMSG_KEY_LEN) || !get64(&r, &c->attempt) ||
 		    !get32(&r, &c->rtt_us) || !take(&r, c->secret, RDVMSG_SECRET_LEN) ||
 		    !get8(&r, &c->mapping) || !get8(&r, &c->filtering) ||
-		    !get64(&r, &c->token) || !get8(&r, &c->count))
+		    !get64(&r, &c->token) || !get8(&r, &c->answer) || !get8(&r, &c->count))
 			FAIL("truncated CONNECT");
 		if (c->mapping > RDVMSG_NAT_MAPPING_MAX || c->filtering > RDVMSG_NAT_FILTERING_MAX)
 			FAIL("unknown NAT behaviour");
+		if (c->answer > 1)
+			FAIL("answer flag not 0 or 1");
 		if (c->count > RDVMSG_MAX_CANDIDATES)
 			FAIL("too many candidates");
 		for (unsigned i = 0; i < c->count; i++) {

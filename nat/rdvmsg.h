@@ -12,7 +12,8 @@
  *   REGISTERED (server -> peer)  server-reflexive address (port != 0)
  *   CONNECT    (either way)      key[32], attempt u64, rtt_us u32,
  *                                secret[16], mapping u8, filtering u8,
- *                                token u64, count u8 (<= 16), count x
+ *                                token u64, answer u8 (0 | 1),
+ *                                count u8 (<= 16), count x
  *                                {address (port != 0), type u8, priority u32}
  *   SYNC       (initiator -> responder) key[32], attempt u64, delay_us u32
  *   ERROR                        code u16, reason (<= 128 bytes, the rest of
@@ -90,6 +91,8 @@ struct rdvmsg_connect {
 	uint8_t mapping, filtering;
 	/* The path token the sender's XDP absorbs in keepalives to it. */
 	uint64_t token;
+	/* 1: this answers the attempt the receiver started; 0: it starts one. */
+	uint8_t answer;
 	uint8_t count;
 	struct rdvmsg_candidate cand[RDVMSG_MAX_CANDIDATES];
 };

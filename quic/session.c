@@ -94,6 +94,11 @@ static struct quic_session *quic_session_started(struct quic_session *s, int rv,
 	return s;
 }
 
+void quic_session_set_keepalive(struct quic_session *s, uint64_t keepalive)
+{
+	ngtcp2_conn_set_keep_alive_timeout(s->conn, keepalive);
+}
+
 struct quic_session *quic_session_client_new(const struct quic_config *cfg,
 					     struct quic_demux *dmx,
 					     const struct quic_path *path,
@@ -483,5 +488,7 @@ void quic_session_get_stats(struct quic_session *s, struct quic_session_stats *s
 	*st = s->st;
 	ngtcp2_conn_get_conn_stat(s->conn, &cs);
 	st->smoothed_rtt = cs.smoothed_rtt;
+	st->pto_count = cs.pto_count;
+	st->bytes_in_flight = cs.bytes_in_flight;
 	st->path_max_udp = ngtcp2_conn_get_path_max_tx_udp_payload_size(s->conn);
 }

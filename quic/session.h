@@ -128,6 +128,10 @@ struct quic_session_stats {
 	uint64_t dgram_dropped;     /* queued, then no longer fitting the path */
 	uint64_t stream_sent, stream_recv;
 	uint64_t smoothed_rtt;      /* ns */
+	/* Probe timeouts in a row with nothing acknowledged (0 once an ACK
+	 * comes): how long the peer has not answered what we sent. */
+	size_t pto_count;
+	uint64_t bytes_in_flight;
 	size_t path_max_udp;        /* current path's max UDP payload */
 };
 
@@ -182,6 +186,10 @@ int quic_session_stream_send(struct quic_session *s, const void *data, size_t le
  * few PTO. QUIC_ERR_NO_CID until the server has issued spare IDs. */
 int quic_session_migrate(struct quic_session *s, const struct quic_path *path,
 			 uint64_t now);
+
+/* A PING after `keepalive` ns without sending (0: none), from now on;
+ * overrides cfg->keepalive for this session. */
+void quic_session_set_keepalive(struct quic_session *s, uint64_t keepalive);
 
 /* Sends CONNECTION_CLOSE with an application error code on the next write,
  * then closes. why (may be NULL) goes to the peer as the reason phrase. */

@@ -40,6 +40,9 @@
 #   lab_server NAME IP [IP2]          a server on the internet, one or two addresses
 #   lab_site NAME KIND [HOME_KIND]    router(s) + LAN host; KIND below
 #   lab_set_nat ROUTER KIND           change a router's NAT behaviour now
+#   lab_rebind ROUTER HOST_IP PORT NEWPORT
+#                                     NAT rebinding: UDP from HOST_IP:PORT leaves
+#                                     by external port NEWPORT from now on
 #   lab_exec NS CMD...                run CMD in a lab namespace
 #   lab_ns NAME                       the real namespace name
 #   lab_spawn NS LOG CMD...           background CMD in NS, killed by lab_cleanup
@@ -283,7 +286,11 @@ lab_site() {
 		# hosts on the bridge take 198.19.N.2 as on-link and ARP for it; proxy
 		# ARP on the gw's WAN answers, because the gw routes it via its LAN.
 		_lab_uplink "$gw" wan "s$n" && _lab_addr "$gw" wan "198.18.$n.1/15" || return 1
-		lab_exec "$gw" sysctl -q -w net.ipv4.conf.wan.proxy_arp=1 >/dev/null || return 1
+		# Answer at once: Linux delays proxy ARP replies by up to 0.8 s
+		# (proxy_delay), which made a public host's first packets to a
+		# new neighbour wait, as no real router does.
+		lab_exec "$gw" sysctl -q -w net.ipv4.conf.wan.proxy_arp=1 \
+			net.ipv4.neigh.wan.proxy_delay=0 >/dev/null || return 1
 		lan_net="198.19.$n"
 		;;
 	cgnat)
@@ -445,6 +452,44 @@ lab_set_nat() {
 	_lab_nat_ruleset "$kind" "$t" | lab_exec "$r" nft -f - || _lab_err "nft failed on $r" || return 1
 	LAB_NAT[$r]=$kind
 	_lab_log "$r: nat $kind"
+}
+
+# lab_rebind ROUTER HOST_IP PORT NEWPORT: a NAT rebinding. From now on the
+# router (NAME-gw, NAME-cgn, or a site NAME for its gw) maps UDP from the LAN
+# address HOST_IP, source port PORT, to external port NEWPORT on its WAN
+# address, for every destination: the mapping stays endpoint-independent, only
+# its port changes. (For a cgnat site's carrier router HOST_IP is the home
+# router's WAN, 100.64.N.2.) A rule `snat ip to WAN:NEWPORT` goes first in
+# chain nat_out, ahead of the masquerade, replacing an earlier lab_rebind of
+# the same HOST_IP:PORT; then the router's conntrack is flushed
+# (lab_flush_conntrack), so that flows already mapped take the new port with
+# their next packet. A later lab_set_nat rewrites the table and drops the rule.
+# Filtering stays the kind's (on a symmetric router the rule makes this one
+# mapping endpoint-independent). A port-restricted NAT on the far side, which
+# let the old port in, drops packets from the new one until its host sends
+# there.
+lab_rebind() {
+	local r=${1:-} host=${2:-} port=${3:-} newport=${4:-} wan h tag
+	[[ -n ${LAB_IDX[$r]:-} ]] && r="$r-gw"
+	[[ -n ${LAB_NSMAP[$r]:-} ]] && [[ $r == *-gw || $r == *-cgn ]] ||
+		_lab_err "lab_rebind: no router '${1:-}'" || return 1
+	[[ $host =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ && $port =~ ^[0-9]+$ && $newport =~ ^[0-9]+$ ]] &&
+		((port >= 1 && port <= 65535 && newport >= 1 && newport <= 65535)) ||
+		_lab_err "usage: lab_rebind ROUTER HOST_IP PORT NEWPORT" || return 1
+	[[ ${LAB_NAT[$r]:-public} != public ]] || _lab_err "lab_rebind: $r does no NAT" || return 1
+	wan=$(lab_exec "$r" ip -4 -o addr show dev wan | awk '{ sub("/.*", "", $4); print $4; exit }')
+	[[ -n $wan ]] || _lab_err "lab_rebind: $r has no WAN address" || return 1
+	tag="lab_rebind $host:$port"
+	# Older rebinds of the same HOST_IP:PORT go: the newest is the only one.
+	for h in $(lab_exec "$r" nft -a list chain ip lab_nat nat_out |
+		sed -nE "s/.*comment \"$tag\" # handle ([0-9]+).*/\1/p"); do
+		lab_exec "$r" nft delete rule ip lab_nat nat_out handle "$h" || return 1
+	done
+	lab_exec "$r" nft insert rule ip lab_nat nat_out oifname '"wan"' ip saddr "$host" \
+		udp sport "$port" snat ip to "$wan:$newport" comment "\"$tag\"" ||
+		_lab_err "lab_rebind: nft failed on $r" || return 1
+	lab_flush_conntrack "$r" || return 1
+	_lab_log "$r: $host:$port now leaves as $wan:$newport"
 }
 
 # lab_conntrack_timeout NS SECONDS: short UDP conntrack timeouts in one

@@ -131,6 +131,7 @@ static void test_round_trip(void)
 			       d.connect.mapping == s->connect.mapping &&
 			       d.connect.filtering == s->connect.filtering &&
 			       d.connect.token == s->connect.token &&
+			       d.connect.answer == s->connect.answer &&
 			       d.connect.count == s->connect.count;
 			for (int j = 0; same && j < s->connect.count; j++)
 				same = ep_equal(&d.connect.cand[j].ep, &s->connect.cand[j].ep) &&
@@ -201,7 +202,7 @@ static void test_encode_limits(void)
 static void test_connect_vector(void)
 {
 	static const uint8_t want[] = {
-		0x03, 0x00, 0x00, 0x6d,				/* CONNECT, flags 0, body 109 */
+		0x03, 0x00, 0x00, 0x6e,				/* CONNECT, flags 0, body 110 */
 		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,	/* key */
 		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
 		0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
@@ -212,6 +213,7 @@ static void test_connect_vector(void)
 		0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
 		0x02, 0x03,					/* mapping EIM, filtering APDF */
 		0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,	/* token */
+		0x01,						/* an answer */
 		0x02,						/* 2 candidates */
 		0x04, 0x00, 0xca, 0x6c, 192, 0, 2, 1,		/* 192.0.2.1:51820 */
 		0x01, 0x6e, 0x00, 0x01, 0xff,			/* srflx, prio */
@@ -228,6 +230,7 @@ static void test_connect_vector(void)
 	m.connect.mapping = 2;
 	m.connect.filtering = 3;
 	m.connect.token = 0xfedcba9876543210ull;
+	m.connect.answer = 1;
 	m.connect.count = 2;
 	m.connect.cand[0] = (struct rdvmsg_candidate){ ep4("192.0.2.1", 51820), RDVMSG_CAND_SRFLX, 0x6e0001ff };
 	m.connect.cand[1] = (struct rdvmsg_candidate){ ep6("2001:db8::1", 443), RDVMSG_CAND_HOST, 0x7e0000ff };
@@ -317,7 +320,7 @@ static void test_mutations(void)
 			CHECK_EQ_INT(mutate_field(buf, n, 4, 1, false), 0, "every wrong family refused");
 			break;
 		case RDVMSG_CONNECT: {
-			size_t cnt = 4 + RDVMSG_KEY_LEN + 8 + 4 + RDVMSG_SECRET_LEN + 2 + 8;
+			size_t cnt = 4 + RDVMSG_KEY_LEN + 8 + 4 + RDVMSG_SECRET_LEN + 2 + 8 + 1;
 			CHECK_EQ_INT(mutate_field(buf, n, cnt, 1, false), 0, "every wrong candidate count refused");
 			if (s->connect.count)
 				CHECK_EQ_INT(mutate_field(buf, n, cnt + 1, 1, false), 0,
@@ -343,7 +346,7 @@ static void test_mutations(void)
 	CHECK(!rdvmsg_decode(&d, buf, n, &why) && why && !strcmp(why, "address reserved byte set"),
 	      "address reserved byte refused");
 	n = rdvmsg_encode(&samples[4], buf, sizeof(buf));	/* CONNECT */
-	buf[4 + 71 + 8] = 9;					/* first (v4) candidate's type */
+	buf[4 + 72 + 8] = 9;					/* first (v4) candidate's type */
 	why = NULL;
 	CHECK(!rdvmsg_decode(&d, buf, n, &why) && why && !strcmp(why, "unknown candidate type"),
 	      "unknown candidate type refused");
@@ -355,6 +358,11 @@ static void test_mutations(void)
 	struct rdvmsg bad = samples[4];
 	bad.connect.filtering = 4;
 	CHECK(rdvmsg_encode(&bad, buf, sizeof(buf)) == 0, "encode refuses an unknown NAT filtering");
+	n = rdvmsg_encode(&samples[4], buf, sizeof(buf));
+	buf[4 + 70] = 2;					/* answer */
+	why = NULL;
+	CHECK(!rdvmsg_decode(&d, buf, n, &why) && why && !strcmp(why, "answer flag not 0 or 1"),
+	      "answer flag 2 refused");
 	n = rdvmsg_encode(&samples[7], buf, sizeof(buf));	/* ERROR */
 	buf[10] = 0;
 	why = NULL;
