@@ -98,10 +98,19 @@ static bool on_relay(const struct peer *p)
 	return session_up(p) && relay_is_path(&quic_session_path(p->conn->s)->remote);
 }
 
-/* Worth an attempt: relayed, or on a direct path that went silent. */
-static bool wants_direct(const struct pathmgr *pm)
+static uint64_t last_heard(const struct peer *p);
+
+/* Worth an attempt: relayed, or on a direct path that went silent and has
+ * not come back since (the peer moving to our new address revives it). */
+static bool wants_direct(struct pathmgr *pm)
 {
-	return on_relay(pm->p) || (session_up(pm->p) && pm->direct_dead);
+	if (on_relay(pm->p))
+		return true;
+	if (!session_up(pm->p) || !pm->direct_dead)
+		return false;
+	if (last_heard(pm->p) > pm->dead_at)
+		pm->direct_dead = false;
+	return pm->direct_dead;
 }
 
 static void event(struct pathmgr *pm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -390,6 +399,14 @@ static void send_udp(struct agent *a, const uint8_t *buf, size_t len,
 		udp_send(fd, buf, len, to, &from->ip, 0);
 }
 
+static bool same_remote(const struct peer *p, const struct na_endpoint *ep)
+{
+	struct na_endpoint cur;
+
+	na_endpoint_from_sockaddr(&cur, (const struct sockaddr *)&quic_session_path(p->conn->s)->remote);
+	return na_endpoint_equal(&cur, ep);
+}
+
 /* The QUIC client moves the session onto the punched path. */
 static void adopt(struct pathmgr *pm, const struct punch_pair *pair)
 {
@@ -405,8 +422,11 @@ static void adopt(struct pathmgr *pm, const struct punch_pair *pair)
 	log_info("%s: peer %s: direct path to %s punched in %" PRIu64 " ms (%" PRIu64
 		 " checks sent, %" PRIu64 " answered)", name(pm), p->name, re, pm->took / 1000000,
 		 pm->punch.checks_sent, pm->punch.answers_sent);
-	if (!session_up(p) || quic_session_is_server(p->conn->s) || !on_relay(p))
-		return; /* the client moves; a direct session stays where it is */
+	if (!session_up(p) || quic_session_is_server(p->conn->s))
+		return; /* the client moves; the server follows */
+	if (!on_relay(p) && !pm->direct_dead && !pm->to_relay_pending &&
+	    same_remote(p, &r->ep))
+		return; /* already there */
 	na_endpoint_to_sockaddr(&l->ep, &path.local);
 	na_endpoint_to_sockaddr(&r->ep, &path.remote);
 	err = quic_session_migrate(p->conn->s, &path, loop_now());
@@ -588,6 +608,7 @@ static void on_live(void *arg, uint64_t now)
 	 * an idle session (or one whose last packet was an ACK) expects
 	 * nothing. PTOs in a row say the peer has stopped acknowledging. */
 	rx = last_heard(p);
+	wants_direct(pm); /* clears direct_dead once the peer is heard again */
 	quic_session_get_stats(c->s, &qs);
 	if (qs.pto_count < DEAD_PTOS || now - rx < DEAD_AFTER)
 		return;
@@ -602,6 +623,7 @@ static void on_live(void *arg, uint64_t now)
 		to_relay(pm, NULL);
 	c->rx_direct = now; /* one failover per silence */
 	pm->direct_dead = true;
+	pm->dead_at = now;
 	pm->phase = PM_IDLE;
 	pm->backoff = 0;
 	schedule_retry(pm, REPUNCH);

@@ -48,6 +48,7 @@ struct pathmgr {
 	struct loop_timer live;   /* watches a direct path's answers */
 	uint64_t direct_since;    /* 0 while not direct */
 	bool direct_dead;         /* the direct path in use stopped answering */
+	uint64_t dead_at;         /* since when; a packet after it revives it */
 	bool to_relay_pending;    /* client: moving to the relay, not there yet */
 	unsigned failovers;
 	char last_event[96];      /* the last thing that happened to the path */

@@ -31,12 +31,28 @@ const char *quic_strerror(int err)
 
 /* --- creation --- */
 
+/* NATAGENT_QUIC_LOG=1: ngtcp2's own trace on stderr, for a developer
+ * chasing a path validation or a loss; far too much for a log. */
+static void ngtcp2_trace(void *user, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)user;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
 static void quic_settings(ngtcp2_settings *st, ngtcp2_transport_params *tp,
 			  struct quic_session *s, uint64_t now)
 {
 	const struct quic_config *cfg = s->cfg;
+	const char *trace = getenv("NATAGENT_QUIC_LOG");
 
 	ngtcp2_settings_default(st);
+	if (trace && *trace == '1')
+		st->log_printf = ngtcp2_trace;
 	st->initial_ts = now;
 	st->initial_rtt = QUIC_INITIAL_RTT;
 	st->max_tx_udp_payload_size = QUIC_MAX_PKT;

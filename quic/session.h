@@ -180,10 +180,15 @@ size_t quic_session_dgram_max(struct quic_session *s);
 int quic_session_stream_send(struct quic_session *s, const void *data, size_t len);
 
 /* Client only, once up: validate path and move to it when validated:
- * ops->path reports VALIDATED and MIGRATED, or FAILED. path.local must
- * differ from the current local address (ngtcp2 0.12 refuses otherwise:
- * QUIC_ERR_INVAL); the remote may change too. Keep the old socket open a
- * few PTO. QUIC_ERR_NO_CID until the server has issued spare IDs. */
+ * ops->path reports VALIDATED and MIGRATED, or FAILED. The remote may
+ * change, the local address too (keep the old socket open a few PTO).
+ * ngtcp2 0.12 refuses a migration that keeps the local address; to move
+ * only the remote (the server's NAT gave it a new port), the current
+ * path's local address is first renamed to its family's unspecified
+ * address with the same port: the caller sends from the socket of that
+ * family and port either way, but packets still arriving on the old path
+ * are ignored from then on, which suits leaving a path that stopped
+ * working. QUIC_ERR_NO_CID until the server has issued spare IDs. */
 int quic_session_migrate(struct quic_session *s, const struct quic_path *path,
 			 uint64_t now);
 
