@@ -170,6 +170,8 @@ struct peer *peer_by_key(struct agent *a, const uint8_t key[KEY_LEN]);
 bool peer_send(struct peer *p, uint64_t ctx, const uint8_t *data, size_t len);
 void conn_up(struct conn *c);
 void conn_dead(struct conn *c);
+/* The rendezvous says the peer with that key has just registered. */
+void peer_present(struct agent *a, const uint8_t key[KEY_LEN]);
 /* The rendezvous can carry sessions now: dial the peers that wait for it. */
 void peers_relay_ready(struct agent *a);
 /* How a peer is reached now, for status: "direct", "relay" or "none". */

@@ -665,22 +665,34 @@ static uint64_t clock_ns(clockid_t id)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t fastpath_last_rx(struct fastpath *fp, const struct na_endpoint *remote,
-			  uint16_t local_port)
+static uint64_t boot_to_mono(uint64_t t, uint64_t boot, uint64_t mono)
+{
+	return !t || boot - t > mono ? 0 : mono - (boot - t);
+}
+
+bool fastpath_last_seen(struct fastpath *fp, const struct na_endpoint *remote,
+			uint16_t local_port, uint64_t *rx, uint64_t *tx)
 {
 	struct natpath_cache_key k;
 	struct natpath_cache_val v;
-	uint64_t last = 0, boot, mono;
+	uint64_t last_rx = 0, last_tx = 0, boot, mono;
+	bool found = false;
 
 	bpf_path_cache_key(&k, remote, local_port);
-	for (unsigned i = 0; i < fp->n_links; i++)
-		if (bpf_path_cache_get(fp->links[i].path, &k, &v) == 0 && v.last_rx_ns > last)
-			last = v.last_rx_ns;
-	if (!last)
-		return 0;
+	for (unsigned i = 0; i < fp->n_links; i++) {
+		if (bpf_path_cache_get(fp->links[i].path, &k, &v) != 0)
+			continue;
+		found = true;
+		if (v.last_rx_ns > last_rx)
+			last_rx = v.last_rx_ns;
+		if (v.last_tx_ns > last_tx)
+			last_tx = v.last_tx_ns;
+	}
 	boot = clock_ns(CLOCK_BOOTTIME);
 	mono = clock_ns(CLOCK_MONOTONIC);
-	return boot - last > mono ? 0 : mono - (boot - last);
+	*rx = boot_to_mono(last_rx, boot, mono);
+	*tx = boot_to_mono(last_tx, boot, mono);
+	return found;
 }
 
 void fastpath_stop(struct fastpath *fp, bool keep_pins)

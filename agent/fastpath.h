@@ -91,10 +91,11 @@ void fastpath_agent_ports_changed(struct fastpath *fp, const struct agent *agent
 /* Keepalive path tokens the XDP programs absorb, on every link. */
 void fastpath_add_token(struct fastpath *fp, uint64_t token);
 void fastpath_del_token(struct fastpath *fp, uint64_t token);
-/* When XDP last saw a packet from remote to local_port on any link, in
- * CLOCK_MONOTONIC ns (the map keeps CLOCK_BOOTTIME); 0 if never. */
-uint64_t fastpath_last_rx(struct fastpath *fp, const struct na_endpoint *remote,
-			  uint16_t local_port);
+/* When XDP last saw a packet from remote to local_port, and tc one from
+ * local_port to remote, on any link, in CLOCK_MONOTONIC ns (nat_cache keeps
+ * CLOCK_BOOTTIME); 0 for never. False if nat_cache has no such entry. */
+bool fastpath_last_seen(struct fastpath *fp, const struct na_endpoint *remote,
+			uint16_t local_port, uint64_t *rx, uint64_t *tx);
 /* Detaches everywhere; keep_pins leaves the maps for the next run. */
 void fastpath_stop(struct fastpath *fp, bool keep_pins);
 

@@ -573,20 +573,35 @@ static void send_keepalive(struct pathmgr *pm, const struct quic_path *path, uin
 	pm->ka_sent++;
 }
 
-/* When we last heard from the peer on the session's direct path: our own
- * receive time, or XDP's (nat_cache) if later. */
-static uint64_t last_heard(const struct peer *p)
+/* When we last heard from the peer on the session's direct path, and last
+ * sent there: our own times, or the fast path's (nat_cache) when later; a
+ * keepalive XDP absorbed reaches only the latter. */
+static void last_seen(const struct peer *p, uint64_t *rx, uint64_t *tx)
 {
 	const struct quic_path *cur = quic_session_path(p->conn->s);
 	struct na_endpoint local, remote;
-	uint64_t rx = p->conn->rx_direct, xdp;
+	uint64_t now = loop_now(), crx, ctx;
 
+	*rx = p->conn->rx_direct;
+	*tx = p->conn->tx_direct;
 	if (!p->a->fp)
-		return rx;
+		return;
 	na_endpoint_from_sockaddr(&local, (const struct sockaddr *)&cur->local);
 	na_endpoint_from_sockaddr(&remote, (const struct sockaddr *)&cur->remote);
-	xdp = fastpath_last_rx(p->a->fp, &remote, local.port);
-	return xdp > rx && xdp <= loop_now() ? xdp : rx;
+	if (!fastpath_last_seen(p->a->fp, &remote, local.port, &crx, &ctx))
+		return;
+	if (crx > *rx && crx <= now)
+		*rx = crx;
+	if (ctx > *tx && ctx <= now)
+		*tx = ctx;
+}
+
+static uint64_t last_heard(const struct peer *p)
+{
+	uint64_t rx, tx;
+
+	last_seen(p, &rx, &tx);
+	return rx;
 }
 
 static void on_live(void *arg, uint64_t now)
@@ -594,7 +609,7 @@ static void on_live(void *arg, uint64_t now)
 	struct pathmgr *pm = arg;
 	struct peer *p = pm->p;
 	struct conn *c = p->conn;
-	uint64_t ka = nat_keepalive(p), rx;
+	uint64_t ka = nat_keepalive(p), rx, tx;
 	struct quic_session_stats qs;
 
 	if (!session_up(p) || on_relay(p)) {
@@ -602,12 +617,14 @@ static void on_live(void *arg, uint64_t now)
 		return;
 	}
 	loop_timer_set(p->a->loop, &pm->live, now + LIVE_TICK);
-	if (ka && pm->their_token && now - c->tx_direct >= ka && now - pm->ka_last >= ka)
+	/* The NAT's refresh is the last packet out on the path, whoever sent
+	 * it (tc records ours in nat_cache, keepalives included). */
+	last_seen(p, &rx, &tx);
+	if (ka && pm->their_token && now - tx >= ka && now - pm->ka_last >= ka)
 		send_keepalive(pm, quic_session_path(c->s), now);
 	/* Silence counts only while something we sent waits for an answer:
 	 * an idle session (or one whose last packet was an ACK) expects
 	 * nothing. PTOs in a row say the peer has stopped acknowledging. */
-	rx = last_heard(p);
 	wants_direct(pm); /* clears direct_dead once the peer is heard again */
 	quic_session_get_stats(c->s, &qs);
 	if (qs.pto_count < DEAD_PTOS || now - rx < DEAD_AFTER)

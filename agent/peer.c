@@ -224,6 +224,32 @@ void conn_dead(struct conn *c)
 	schedule_dial(p, p->backoff);
 }
 
+/* A dial of ours through the rendezvous that is still in its handshake
+ * went out before the peer registered, and the rendezvous dropped it:
+ * start over now rather than at the Initial's next retransmission (up to
+ * a second or more away by then). */
+void peer_present(struct agent *a, const uint8_t key[KEY_LEN])
+{
+	struct peer *p = peer_by_key(a, key);
+	struct conn *c = p ? p->conn : NULL;
+
+	if (!p || !we_dial_first(p) || !rdvclient_can_relay(a))
+		return;
+	if (c && (quic_session_is_up(c->s) || quic_session_is_server(c->s) || !p->dialed_relay))
+		return;
+	log_debug("%s: peer %s: registered at the rendezvous; dialing it now", a->cfg->name,
+		  p->name);
+	if (c) {
+		c->peer = NULL;
+		p->conn = NULL;
+		quic_session_close(c->s, 0, "dialing again");
+		conn_mark(c);
+	}
+	loop_timer_cancel(a->loop, &p->dial_timer);
+	p->backoff = 0;
+	dial(p);
+}
+
 void peers_relay_ready(struct agent *a)
 {
 	for (unsigned i = 0; i < a->n_peers; i++) {

@@ -232,6 +232,9 @@ static void on_message(struct rdvclient *r, const struct rdvmsg *m)
 	case RDVMSG_SYNC:
 		pathmgr_on_sync(a, &m->sync);
 		break;
+	case RDVMSG_PRESENT:
+		peer_present(a, m->present.key);
+		break;
 	case RDVMSG_ERROR:
 		snprintf(r->error, sizeof(r->error), "rendezvous says: %s (%u)", m->error.reason,
 			 m->error.code);

@@ -226,6 +226,23 @@ static void add_keys(struct rdv_server *sv, struct rdv_reg *reg, const struct rd
 	}
 }
 
+/* Tells each registered peer that reg now lists, and that lists reg, that
+ * reg is here: a dial it sent through us before reg registered was dropped,
+ * and it should not wait for its retransmission to find out. */
+static void announce(struct rdv_server *sv, struct rdv_reg *reg, const struct rdvmsg_register *m)
+{
+	struct rdvmsg p = { .type = RDVMSG_PRESENT };
+	uint8_t buf[RDVMSG_HEADER_LEN + RDVMSG_KEY_LEN];
+
+	memcpy(p.present.key, reg->key, KEY_LEN);
+	for (unsigned i = 0; i < m->count; i++) {
+		struct rdv_reg *to = lookup(sv, m->keys[i]);
+
+		if (to && to != reg && mutual(reg, to))
+			send_frame(to->conn, buf, rdvmsg_encode(&p, buf, sizeof(buf)));
+	}
+}
+
 /* CONNECT and SYNC name their target going in and their source going out. */
 static void forward(struct rdv_server *sv, struct rdv_reg *from, struct rdvmsg *m)
 {
@@ -255,6 +272,7 @@ static void on_message(struct rdv_server *sv, struct rdv_reg *reg, struct rdvmsg
 		add_keys(sv, reg, &m->reg);
 		sv->st.registrations++;
 		send_registered(reg->conn);
+		announce(sv, reg, &m->reg);
 		break;
 	case RDVMSG_CONNECT:
 	case RDVMSG_SYNC:

@@ -19,6 +19,7 @@ static const struct { uint16_t min, max; } body_bounds[] = {
 	[RDVMSG_ERROR]		= { 2, 2 + RDVMSG_MAX_REASON },
 	[RDVMSG_PING]		= { 8, 8 },
 	[RDVMSG_PONG]		= { 8, 8 },
+	[RDVMSG_PRESENT]	= { RDVMSG_KEY_LEN, RDVMSG_KEY_LEN },
 };
 
 _Static_assert(2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN <= RDVMSG_MAX_BODY,
@@ -27,7 +28,7 @@ _Static_assert(RDVMSG_MAX_BODY <= UINT16_MAX, "body length is a u16");
 
 static bool type_known(uint8_t t)
 {
-	return t >= RDVMSG_REGISTER && t <= RDVMSG_PONG;
+	return t >= RDVMSG_REGISTER && t <= RDVMSG_PRESENT;
 }
 
 const char *rdvmsg_type_name(uint8_t type)
@@ -40,6 +41,7 @@ const char *rdvmsg_type_name(uint8_t type)
 	case RDVMSG_ERROR:	return "ERROR";
 	case RDVMSG_PING:	return "PING";
 	case RDVMSG_PONG:	return "PONG";
+	case RDVMSG_PRESENT:	return "PRESENT";
 	}
 	return "unknown";
 }
@@ -164,6 +166,9 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 	case RDVMSG_PING:
 	case RDVMSG_PONG:
 		put64(&w, m->ping.nonce);
+		break;
+	case RDVMSG_PRESENT:
+		put(&w, m->present.key, RDVMSG_KEY_LEN);
 		break;
 	}
 	if (w.bad)
@@ -391,6 +396,10 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 	case RDVMSG_PONG:
 		if (!get64(&r, &m->ping.nonce))
 			FAIL("truncated PING/PONG");
+		break;
+	case RDVMSG_PRESENT:
+		if (!take(&r, m->present.key, RDVMSG_KEY_LEN))
+			FAIL("truncated PRESENT");
 		break;
 	}
 	if (r.off != r.len)

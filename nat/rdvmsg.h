@@ -19,6 +19,8 @@
  *   ERROR                        code u16, reason (<= 128 bytes, the rest of
  *                                the body, no NUL byte, not terminated)
  *   PING, PONG                   nonce u64
+ *   PRESENT    (server -> peer)  key[32]: a peer that lists us, and that we
+ *                                list, has just registered
  *
  * The decoder is strict: a body must have exactly the length its counts and
  * families give, reserved bytes and flags must be zero, so every frame that
@@ -56,6 +58,7 @@ enum rdvmsg_type {
 	RDVMSG_ERROR		= 5,
 	RDVMSG_PING		= 6,
 	RDVMSG_PONG		= 7,
+	RDVMSG_PRESENT		= 8,
 };
 
 enum rdvmsg_cand_type {
@@ -113,6 +116,10 @@ struct rdvmsg_ping {
 	uint64_t nonce;
 };
 
+struct rdvmsg_present {
+	uint8_t key[RDVMSG_KEY_LEN];
+};
+
 struct rdvmsg {
 	uint8_t type;	/* enum rdvmsg_type */
 	union {
@@ -122,6 +129,7 @@ struct rdvmsg {
 		struct rdvmsg_sync sync;
 		struct rdvmsg_error error;
 		struct rdvmsg_ping ping;	/* PING and PONG */
+		struct rdvmsg_present present;
 	};
 };
 

@@ -22,7 +22,7 @@ static struct na_endpoint ep6(const char *ip, uint16_t port)
 }
 
 /* One sample of each type, with maximum counts where there are counts. */
-enum { NSAMPLES = 11 };
+enum { NSAMPLES = 12 };
 static struct rdvmsg samples[NSAMPLES];
 
 static void make_samples(void)
@@ -81,6 +81,9 @@ static void make_samples(void)
 	m++;
 	m->type = RDVMSG_PONG;
 	m->ping.nonce = UINT64_MAX;
+	m++;
+	m->type = RDVMSG_PRESENT;
+	memset(m->present.key, 0x77, RDVMSG_KEY_LEN);
 }
 
 static bool msg_equal(const struct rdvmsg *a, const struct rdvmsg *b)
@@ -150,6 +153,9 @@ static void test_round_trip(void)
 		case RDVMSG_PING:
 		case RDVMSG_PONG:
 			same = d.ping.nonce == s->ping.nonce;
+			break;
+		case RDVMSG_PRESENT:
+			same = !memcmp(d.present.key, s->present.key, RDVMSG_KEY_LEN);
 			break;
 		}
 		CHECK(same, "sample %d fields survive the round trip", i);
@@ -375,8 +381,8 @@ static void test_mutations(void)
 	why = NULL;
 	CHECK(rdvmsg_frame(buf, 1, NULL, &why) == -1 && why && !strcmp(why, "unknown message type"),
 	      "type 0 refused from its first byte");
-	buf[0] = 8;
-	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 8 refused");
+	buf[0] = 9;
+	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 9 refused");
 	static const uint8_t huge[] = { RDVMSG_ERROR, 0, 0xff, 0xff };
 	why = NULL;
 	CHECK(rdvmsg_frame(huge, 4, NULL, &why) == -1 && why && !strcmp(why, "body too long"),
