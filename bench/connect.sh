@@ -9,6 +9,12 @@
 #     300 ms; and the packets each side sent to get there.
 #  2. symmetric <-> port-restricted (no direct path: the relay), the same
 #     runs: the time to the first relayed tunnel packet.
+#  3. upgrade: on such a relayed pair, the symmetric router turns
+#     port-restricted (lab_set_nat + lab_flush_conntrack) while a ping runs
+#     through the tunnel; the time from that switch to the first tunnel
+#     packet on the direct path (the agents notice the new mapping when the
+#     rendezvous reports it and punch again at once), then the router goes
+#     back to symmetric.
 #
 # Method. The first agent (A) is up and registered; tcpdump records every UDP
 # packet on both sites' router WANs (pcap, packet-buffered) and A pings B
@@ -195,6 +201,50 @@ run() {
 	eval "TIMES_$kind+=(\"$(ms "$t0" "$t1")\")"
 }
 
+# upgrade I: symmetric (sy) <-> port (pb) up on the relay, then sy's router
+# becomes port-restricted; appends the ms from the switch to the first
+# direct tunnel packet to TIMES_upgrade.
+upgrade() {
+	local i=$1 d=$LAB_DIR/upgrade-$1 port=$((43200 + $1)) wa wb ra ta_pid ping_pid t0 t1 n final
+	mkdir -p "$d"
+	for n in a b; do
+		"$natctl" genkey > "$d/$n.key" && "$natctl" pubkey < "$d/$n.key" > "$d/$n.pub" || return 1
+	done
+	conf "$d" a "$port" 10.77.0.1 b 10.77.0.2 && conf "$d" b "$port" 10.77.0.2 a 10.77.0.1 || return 1
+	wa=$(lab_wan_ip sy) wb=$(lab_wan_ip pb) ra=sy-gw
+	PID_a='' PID_b=''
+	start "$d" sy a && start "$d" pb b || return 1
+	lab_spawn sy "$d/ping.log" ping -D -n -i 0.01 -s 600 -W 1 -w $((WAIT + 20)) 10.77.0.2
+	ping_pid=$LAB_LAST_PID
+	if ! wait_for "$WAIT" grep -q ' bytes from ' "$d/ping.log"; then
+		printf '  %-4s %s
+' "$i" "no relayed tunnel within ${WAIT}s"
+		stop "$ping_pid" "$PID_a" "$PID_b"; return 0
+	fi
+	lab_spawn "$ra" "$d/tcpdump-a.log" tcpdump --immediate-mode -U -n -s 96 -i wan -w "$d/a.pcap" udp
+	ta_pid=$LAB_LAST_PID
+	wait_for 5 grep -qs "listening on" "$d/tcpdump-a.log"
+	t0=$EPOCHREALTIME
+	lab_set_nat "$ra" port && lab_flush_conntrack "$ra"
+	local f="udp and src host $wb and dst host $wa and udp[4:2] > 640 and udp[4:2] < 800" ok=0
+	wait_for $((WAIT + 10)) sh -c "tcpdump -r '$d/a.pcap' -n -c 1 '$f' 2>/dev/null | grep -q ." && ok=1
+	sleep 0.1
+	stop "$ping_pid" "$ta_pid"
+	final="$(path_of "$d" a)/$(path_of "$d" b)"
+	stop "$PID_a" "$PID_b"
+	lab_set_nat "$ra" symmetric
+	for n in $ra $(lab_routers pb); do lab_flush_conntrack "$n"; done
+	if ((!ok)); then
+		printf '  %-4s %s
+' "$i" "no direct tunnel packet within $((WAIT + 10))s of the switch (natctl: $final)"
+		return 0
+	fi
+	t1=$(first_time "$d/a.pcap" "$f")
+	printf '  %-4s %9s %s
+' "$i" "$(ms "$t0" "$t1")" "$final"
+	TIMES_upgrade+=("$(ms "$t0" "$t1")")
+}
+
 # stats NAME VALUES...: "median M ms (min A, max B, N runs)".
 stats() {
 	shift
@@ -207,7 +257,7 @@ if ! setup; then
 	echo "bench/connect: the lab or the rendezvous did not come up:"; tail -n 5 "$LAB_DIR/rdv.log" 2>/dev/null
 	exit 1
 fi
-TIMES_direct=() TIMES_relay=()
+TIMES_direct=() TIMES_relay=() TIMES_upgrade=()
 hdr=$(printf '%-4s %9s %11s %11s %8s %8s %8s %8s %s' run ms "1st check" "1st QUIC" "A->B" "B->A" \
 	"A->rdv" "B->rdv" "natctl A/B")
 echo "bench/connect: natagent tun mode, no Endpoint; rendezvous $RDV:3478; $RUNS runs per pair," \
@@ -220,6 +270,10 @@ for ((r = 1; r <= RUNS; r++)); do run direct "$r" pa pb || true; done
 echo "symmetric <-> port-restricted: to the first relayed tunnel packet (the first ping reply; ping -D)"
 echo "  $hdr"
 for ((r = 1; r <= RUNS; r++)); do run relay "$r" sy pb 100 || true; done
+echo "upgrade: the symmetric router becomes port-restricted under a relayed tunnel; ms from the" \
+	"switch to the first direct tunnel packet"
+printf '  %-4s %9s %s\n' run ms "natctl A/B"
+for ((r = 1; r <= RUNS; r++)); do upgrade "$r" || true; done
 stop "$RDV_PID"
 
 rc=0
@@ -236,6 +290,12 @@ if ((${#TIMES_relay[@]})); then
 	echo "relayed path (symmetric <-> port): $(stats relay "${TIMES_relay[@]}")"
 else
 	echo "relayed path (symmetric <-> port): no run got a tunnel packet within ${WAIT}s"
+	rc=1
+fi
+if ((${#TIMES_upgrade[@]})); then
+	echo "relay -> direct upgrade after the NAT change: $(stats upgrade "${TIMES_upgrade[@]}")"
+else
+	echo "relay -> direct upgrade: no run reached the direct path"
 	rc=1
 fi
 exit $rc
