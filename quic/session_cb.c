@@ -45,7 +45,7 @@ void quic_path_from_ngtcp2(struct quic_path *p, const ngtcp2_path *np)
 	quic_addr_from_ngtcp2(&p->remote, &np->remote);
 }
 
-static bool quic_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+bool quic_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
 		return false;

@@ -111,6 +111,8 @@ struct quic_session {
 /* session_cb.c */
 void quic_path_to_ngtcp2(ngtcp2_path *np, const struct quic_path *p);
 void quic_path_from_ngtcp2(struct quic_path *p, const ngtcp2_path *np);
+/* Same family, address and port. */
+bool quic_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 bool quic_path_ok(const struct quic_path *p);
 void quic_check_path(struct quic_session *s);
 ngtcp2_conn *quic_get_conn(ngtcp2_crypto_conn_ref *ref);

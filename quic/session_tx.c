@@ -3,7 +3,6 @@
 #include "quic/session.h"
 
 #include <netinet/in.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -299,30 +298,10 @@ int quic_session_stream_send(struct quic_session *s, const void *data, size_t le
 	return QUIC_OK;
 }
 
-/* Same family, address and port (ngtcp2 0.12 keeps its own comparison
- * private). */
-static bool addr_equal(const ngtcp2_addr *a, const ngtcp2_addr *b)
-{
-	const struct sockaddr *x = (const struct sockaddr *)a->addr;
-	const struct sockaddr *y = (const struct sockaddr *)b->addr;
-
-	if (x->sa_family != y->sa_family)
-		return false;
-	if (x->sa_family == AF_INET) {
-		const struct sockaddr_in *p = (const void *)x, *q = (const void *)y;
-		return p->sin_port == q->sin_port && p->sin_addr.s_addr == q->sin_addr.s_addr;
-	}
-	if (x->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *p = (const void *)x, *q = (const void *)y;
-		return p->sin6_port == q->sin6_port &&
-		       !memcmp(&p->sin6_addr, &q->sin6_addr, sizeof(p->sin6_addr));
-	}
-	return false;
-}
-
 int quic_session_migrate(struct quic_session *s, const struct quic_path *path,
 			 uint64_t now)
 {
+	struct quic_path cur;
 	ngtcp2_path np;
 	int rv;
 
@@ -331,7 +310,8 @@ int quic_session_migrate(struct quic_session *s, const struct quic_path *path,
 	if (s->server || s->state != QUIC_STATE_UP)
 		return QUIC_ERR_STATE;
 	quic_path_to_ngtcp2(&np, path);
-	if (addr_equal(&np.local, &ngtcp2_conn_get_path(s->conn)->local)) {
+	quic_path_from_ngtcp2(&cur, ngtcp2_conn_get_path(s->conn));
+	if (quic_addr_eq(&path->local, &cur.local)) {
 		/* ngtcp2 0.12 migrates only to another local address: call the
 		 * current one by its family's unspecified address (same socket,
 		 * same port) first. See quic_session_migrate in session.h. */
@@ -346,9 +326,9 @@ int quic_session_migrate(struct quic_session *s, const struct quic_path *path,
 		else
 			((struct sockaddr_in6 *)&alias)->sin6_port =
 				((const struct sockaddr_in6 *)&path->local)->sin6_port;
-		ngtcp2_addr_init(&a, (struct sockaddr *)&alias, quic_sockaddr_len(&alias));
-		if (addr_equal(&a, &np.local))
+		if (quic_addr_eq(&alias, &path->local))
 			return QUIC_ERR_INVAL; /* already unspecified: nothing to rename to */
+		ngtcp2_addr_init(&a, (struct sockaddr *)&alias, quic_sockaddr_len(&alias));
 		ngtcp2_conn_set_local_addr(s->conn, &a);
 	}
 	rv = ngtcp2_conn_initiate_migration(s->conn, &np, now);
