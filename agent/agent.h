@@ -5,6 +5,8 @@
  *   proxy.c  proxy mode: a UDP endpoint per peer for a local VPN
  *   tunpath.c tun mode: IP packets between the TUN device and peers
  *   rdvclient.c our session to the rendezvous: registration, relay uplink
+ *   pathmgr.c direct paths: punching through the rendezvous, migration,
+ *            failover to the relay, keepalives
  *   relay.c  relayed paths: peer sessions carried inside that session
  *   rendezvous.c the rendezvous service, when this agent is one */
 #ifndef NATAGENT_AGENT_AGENT_H
