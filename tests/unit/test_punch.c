@@ -417,6 +417,32 @@ static void test_open_hosts(void)
 	CHECK(punch_deadline(&a->p) == UINT64_MAX, "open hosts: no deadline once selected");
 }
 
+/* IPv6 hosts punch alike; a candidate of the other family pairs with none
+ * of ours, so no check is ever sent across families. */
+static void test_ipv6(void)
+{
+	static struct net net;
+	struct punch_cand v4 = cand("203.0.113.10:6000", PUNCH_CAND_SRFLX);
+
+	memset(&net, 0, sizeof(net));
+	host_setup(&net.h[0], true, "[2001:db8::10]:5000", NAT_MAPPING_NONE, NAT_FILTERING_EIF,
+		   NULL, 0);
+	host_setup(&net.h[1], false, "[2001:db8:1::10]:6000", NAT_MAPPING_NONE,
+		   NAT_FILTERING_EIF, NULL, 0);
+	exchange(&net);
+	CHECK(punch_add_remote(&net.h[0].p, &v4), "IPv6: an IPv4 remote candidate is taken");
+	CHECK_EQ_INT(net.h[0].p.n_pairs, 1, "IPv6: ... and pairs with no IPv6 host candidate");
+	net.h[0].start_at = T0;
+	net.h[1].start_at = T0 + MS(3);
+	run(&net, T0 + MS(10000));
+	struct host *a = &net.h[0], *b = &net.h[1];
+	CHECK(punch_state(&a->p) == PUNCH_SUCCEEDED && punch_state(&b->p) == PUNCH_SUCCEEDED,
+	      "IPv6: both succeed");
+	CHECK(sel_remote(a) && sel_remote(b) && na_endpoint_equal(&sel_remote(a)->ep, &b->addr) &&
+	      na_endpoint_equal(&sel_remote(b)->ep, &a->addr), "IPv6: each selects the other's host");
+	check_schedule(a, "IPv6 initiator");
+}
+
 static void test_port_restricted(void)
 {
 	static struct net net;
@@ -972,6 +998,7 @@ int main(void)
 	test_wire_format();
 	test_input();
 	test_open_hosts();
+	test_ipv6();
 	test_port_restricted();
 	test_symmetric_vs_full_cone();
 	test_symmetric_vs_port_restricted();
