@@ -7,6 +7,7 @@
  *   rdvclient.c our session to the rendezvous: registration, relay uplink
  *   pathmgr.c direct paths: punching through the rendezvous, migration,
  *            failover to the relay, keepalives
+ *   hostwatch.c the host's addresses (rtnetlink): new candidates
  *   relay.c  relayed paths: peer sessions carried inside that session
  *   rendezvous.c the rendezvous service, when this agent is one */
 #ifndef NATAGENT_AGENT_AGENT_H
@@ -37,6 +38,7 @@ struct rdv_server;
 struct rdv_reg;
 struct pathmgr;
 struct fastpath;
+struct hostwatch;
 struct rdvmsg;
 
 /* What a QUIC session is for. */
@@ -129,6 +131,7 @@ struct agent {
 	struct rdv_server *rdvsrv; /* our rendezvous service, if we are one */
 	struct relay_stats relay;
 	struct fastpath *fp; /* the XDP fast path, when it runs (daemon.c) */
+	struct hostwatch *hostwatch;
 };
 
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop);
@@ -193,6 +196,12 @@ bool rdvclient_can_relay(struct agent *a);
 /* The registered rendezvous session, which carries relayed packets; NULL
  * while there is none. */
 struct conn *rdvclient_uplink(struct agent *a);
+
+/* hostwatch.c: the host's addresses, watched; a change makes relayed peers
+ * punch again with the new candidates. 0 (nothing opened) without peers or
+ * a rendezvous. */
+int hostwatch_open(struct agent *a);
+void hostwatch_close(struct agent *a);
 
 /* relay.c: a relayed path is an ordinary QUIC path between two addresses
  * of the discard prefix 100::/64 (RFC 6666), never on a wire: ours, and

@@ -146,6 +146,12 @@ static int start_agent(struct daemon *d)
 	d->peers_open = true;
 	if (rdvclient_open(&d->agent) < 0)
 		return -1;
+	/* Without it peers still punch, with the addresses of each attempt's
+	 * start; they just learn of a new one at their next retry. */
+	err = hostwatch_open(&d->agent);
+	if (err < 0)
+		log_warn("%s: cannot watch the host's addresses (%s); a new address is noticed "
+			 "only at the next punch attempt", cfg->name, strerror(-err));
 	if (!cfg->has_mode)
 		return 0;
 	if (cfg->mode == MODE_TUN) {
@@ -177,6 +183,8 @@ static void log_rdv_stats(struct daemon *d)
 
 static void stop_agent(struct daemon *d)
 {
+	if (d->agent_open)
+		hostwatch_close(&d->agent);
 	if (d->proxy_open)
 		proxy_close(&d->agent);
 	if (d->tun_open)

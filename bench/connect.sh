@@ -41,6 +41,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 . "$top/scripts/lab.sh"
+. "$top/scripts/agentlab.sh"
 natagent=${NATAGENT:-$top/natagent}
 natctl=${NATCTL:-$top/natctl}
 RUNS=${CONNECT_RUNS:-5}
@@ -62,66 +63,7 @@ lab_traps
 setup() {
 	lab_internet && lab_server rdv "$RDV" "$RDV2" &&
 		lab_site pa port && lab_site pb port && lab_site sy symmetric || return 1
-	umask 077
-	"$natctl" genkey > "$LAB_DIR/rdv.key" && "$natctl" pubkey < "$LAB_DIR/rdv.key" > "$LAB_DIR/rdv.pub" ||
-		return 1
-	mkdir -p "$LAB_DIR/rdv"
-	cat > "$LAB_DIR/rdv/rdv0.conf" <<-CONF
-	[Interface]
-	PrivateKey = $(cat "$LAB_DIR/rdv.key")
-	[Rendezvous]
-	Listen = $RDV:3478
-	AlternateListen = $RDV2:3479
-	RelayRate = 0
-	RelayRateTotal = 0
-	CONF
-	lab_spawn rdv "$LAB_DIR/rdv.log" "$natagent" -B -c "$LAB_DIR/rdv/rdv0.conf" || return 1
-	RDV_PID=$LAB_LAST_PID
-	wait_for 10 grep -qs ready "$LAB_DIR/rdv.log" && wait_for 5 lab_udp_bound rdv "$RDV" 3478
-}
-
-# stop PID...: TERM, a bounded wait, KILL, reap.
-stop() {
-	local p
-	for p in "$@"; do [[ -n $p ]] && kill -TERM "$p" 2>/dev/null; done
-	for p in "$@"; do
-		[[ -n $p ]] || continue
-		wait_for 5 sh -c "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-}
-
-# conf DIR ROLE PORT ADDR PEER PEER_ADDR
-conf() {
-	mkdir -p "$1/$2"
-	cat > "$1/$2/nt0.conf" <<-CONF
-	[Interface]
-	PrivateKey = $(cat "$1/$2.key")
-	ListenPort = $3
-	Address = $4/24
-	Rendezvous = $RDV:3478
-	RendezvousKey = $(cat "$LAB_DIR/rdv.pub")
-	[Peer]
-	PublicKey = $(cat "$1/$5.pub")
-	AllowedIPs = $6/32
-	CONF
-}
-
-# start DIR HOST ROLE: natagent (no debug log: it would slow the agent);
-# PID in PID_ROLE. Does not wait.
-start() {
-	mkdir -p "$1/run-$3"
-	lab_spawn "$2" "$1/$3.log" env NATAGENT_RUN_DIR="$1/run-$3" \
-		"$natagent" -B -c "$1/$3/nt0.conf" || return 1
-	printf -v "PID_$3" '%s' "$LAB_LAST_PID"
-}
-
-path_of() {  # DIR ROLE: direct, relay or none
-	local out
-	out=$(NATAGENT_RUN_DIR=$1/run-$2 "$natctl" show nt0 2>&1)
-	if grep -q '^  endpoint: ' <<<"$out"; then echo direct
-	elif grep -q '^  path: relay via ' <<<"$out"; then echo relay
-	else echo none; fi
+	rdv_start   # natagent -B: no debug log (-d), as for the agents below
 }
 
 # first_time PCAP FILTER: the timestamp of the first packet matching FILTER.
@@ -147,15 +89,11 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
 run() {
 	local kind=$1 i=$2 sa=$3 sb=$4 d=$LAB_DIR/$1-$2 port=$((43000 + $2 + ${5:-0}))
 	local wa wb ra rb ta_pid tb_pid ping_pid t0 t1 tcheck tquic n ok=0 row
-	mkdir -p "$d"
-	for n in a b; do
-		"$natctl" genkey > "$d/$n.key" && "$natctl" pubkey < "$d/$n.key" > "$d/$n.pub" || return 1
-	done
-	conf "$d" a "$port" 10.77.0.1 b 10.77.0.2 && conf "$d" b "$port" 10.77.0.2 a 10.77.0.1 || return 1
+	pair_conf "$d" "$port" || return 1
 	wa=$(lab_wan_ip "$sa") wb=$(lab_wan_ip "$sb")
 	ra=$(lab_routers "$sa") rb=$(lab_routers "$sb"); ra=${ra%% *} rb=${rb%% *}
 	PID_a='' PID_b=''
-	start "$d" "$sa" a
+	agent_spawn "$d" "$sa" a   # no debug log (-d): it would slow the agent
 	if ! wait_for 10 grep -qs "registered at rendezvous" "$d/a.log"; then
 		echo "  run $i: the first agent did not register:"; tail -n 3 "$d/a.log" | sed 's/^/    /'
 		stop "$PID_a"; return 1
@@ -166,7 +104,7 @@ run() {
 	lab_spawn "$sa" "$d/ping.log" ping -D -n -i 0.01 -s 600 -W 1 -w $((WAIT + 5)) 10.77.0.2
 	ping_pid=$LAB_LAST_PID
 	t0=$EPOCHREALTIME
-	start "$d" "$sb" b
+	agent_spawn "$d" "$sb" b
 	if [[ $kind == direct ]]; then
 		wait_for "$WAIT" sh -c "tcpdump -r '$d/a.pcap' -n -c 1 \
 			'udp and src host $wb and dst host $wa and udp[4:2] > 640 and udp[4:2] < 800' 2>/dev/null | grep -q ." &&
@@ -206,14 +144,10 @@ run() {
 # direct tunnel packet to TIMES_upgrade.
 upgrade() {
 	local i=$1 d=$LAB_DIR/upgrade-$1 port=$((43200 + $1)) wa wb ra ta_pid ping_pid t0 t1 n final
-	mkdir -p "$d"
-	for n in a b; do
-		"$natctl" genkey > "$d/$n.key" && "$natctl" pubkey < "$d/$n.key" > "$d/$n.pub" || return 1
-	done
-	conf "$d" a "$port" 10.77.0.1 b 10.77.0.2 && conf "$d" b "$port" 10.77.0.2 a 10.77.0.1 || return 1
+	pair_conf "$d" "$port" || return 1
 	wa=$(lab_wan_ip sy) wb=$(lab_wan_ip pb) ra=sy-gw
 	PID_a='' PID_b=''
-	start "$d" sy a && start "$d" pb b || return 1
+	agent_spawn "$d" sy a && agent_spawn "$d" pb b || return 1
 	lab_spawn sy "$d/ping.log" ping -D -n -i 0.01 -s 600 -W 1 -w $((WAIT + 20)) 10.77.0.2
 	ping_pid=$LAB_LAST_PID
 	if ! wait_for "$WAIT" grep -q ' bytes from ' "$d/ping.log"; then

@@ -14,7 +14,7 @@
 #  - within 15 s a ping crosses the tunnel; for a pair expected direct, up to
 #    8 s more for both agents to report a direct path;
 #  - ping and a 1 MiB TCP transfer through the tunnel, every byte checked
-#    (xfer below: iperf3 cannot tell that all arrived);
+#    (xfer, scripts/agentlab.sh: iperf3 cannot tell that all arrived);
 #  - the path is judged twice: by the rendezvous's byte counter on its port
 #    during the transfer (relayed: at least half the transfer's bytes; direct:
 #    under 5 %) and by `natctl show` on both
@@ -44,6 +44,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/scripts/lab.sh"
+. "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
 [[ $(id -u) == 0 ]] || tap_skip_all "needs root"
@@ -69,153 +70,13 @@ expect() {
 	esac
 }
 
-ms_since() {  # T0 [T1]: milliseconds from T0 to T1 (default now), epoch seconds
-	awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%d", (b - a) * 1000 }'
-}
-
 setup() {
 	local k
 	lab_internet && lab_server rdv "$RDV" "$RDV2" || return 1
 	for k in "${KINDS[@]}"; do lab_site "${k}1" "$k" && lab_site "${k}2" "$k" || return 1; done
 	# The judge of "relayed": packets reaching the rendezvous's QUIC port.
-	lab_exec rdv nft -f - <<-NFT || return 1
-	table inet judge {
-		counter rdv_in {}
-		chain in { type filter hook input priority 0; udp dport 3478 counter name rdv_in; }
-	}
-	NFT
-	umask 077
-	"$natctl" genkey > "$LAB_DIR/rdv.key" && "$natctl" pubkey < "$LAB_DIR/rdv.key" > "$LAB_DIR/rdv.pub" ||
-		return 1
-	mkdir -p "$LAB_DIR/rdv"
-	cat > "$LAB_DIR/rdv/rdv0.conf" <<-CONF
-	[Interface]
-	PrivateKey = $(cat "$LAB_DIR/rdv.key")
-	[Rendezvous]
-	Listen = $RDV:3478
-	AlternateListen = $RDV2:3479
-	RelayRate = 0
-	RelayRateTotal = 0
-	CONF
-	lab_spawn rdv "$LAB_DIR/rdv.log" "$natagent" -d -B -c "$LAB_DIR/rdv/rdv0.conf" || return 1
-	RDV_PID=$LAB_LAST_PID
-	wait_for 10 grep -qs ready "$LAB_DIR/rdv.log" && wait_for 5 lab_udp_bound rdv "$RDV" 3478
-}
-
-# rdv_bytes: bytes that reached the rendezvous's port so far. (Bytes, not
-# packets: a sender's UDP GSO batch crosses the veths as one packet.)
-rdv_bytes() {
-	lab_exec rdv nft list counter inet judge rdv_in | sed -nE 's/.*bytes ([0-9]+).*/\1/p'
-}
-
-# An exact TCP transfer, as iperf3 cannot judge one: with -n it stops
-# counting at the end of the test, the bytes still in flight uncounted. The
-# sink reads to EOF and answers the count and SHA-256 of what it got; the
-# source sends BYTES of seeded random data, spread over SECONDS (0: at once),
-# and checks the answer. Every wait is bounded by TIMEOUT.
-#   sink IP PORT TIMEOUT        send IP PORT BYTES SECONDS TIMEOUT
-XFER_PY='
-import hashlib, random, socket, sys, time
-mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if mode == "sink":
-    tmo = float(sys.argv[4])
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((ip, port)); ls.listen(1); ls.settimeout(tmo)
-    print("listening", flush=True)
-    c, peer = ls.accept(); c.settimeout(tmo)
-    h, n = hashlib.sha256(), 0
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        h.update(b); n += len(b)
-    c.sendall(("%d %s\n" % (n, h.hexdigest())).encode()); c.close()
-    print("received %d bytes" % n)
-    sys.exit(0)
-total, secs, tmo = int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-block = random.Random(total).randbytes(1 << 16)
-s = socket.create_connection((ip, port), timeout=tmo); s.settimeout(tmo)
-h, sent, t0 = hashlib.sha256(), 0, time.monotonic()
-while sent < total:
-    if secs > 0:
-        due = t0 + secs * sent / total
-        if due > time.monotonic():
-            time.sleep(due - time.monotonic())
-    chunk = block[: min(16384, total - sent)]
-    s.sendall(chunk); h.update(chunk); sent += len(chunk)
-s.shutdown(socket.SHUT_WR)
-reply = s.makefile().readline().split()
-dt = time.monotonic() - t0
-got = int(reply[0]) if reply else -1
-ok = len(reply) == 2 and got == total and reply[1] == h.hexdigest()
-print("sent %d, received %d%s in %.1f s" % (total, got, "" if ok else " (MISMATCH)", dt))
-sys.exit(0 if ok else 1)
-'
-
-# xfer FROM TO TO_IP BYTES SECONDS TIMEOUT LOGBASE: the transfer FROM -> TO_IP
-# (on host TO) through the tunnel; logs in LOGBASE-{sink,send}.log; status 0
-# only if every byte arrived intact.
-xfer() {
-	local pid rc
-	lab_spawn "$2" "$7-sink.log" python3 -c "$XFER_PY" sink "$3" 5201 "$6"
-	pid=$LAB_LAST_PID
-	wait_for 5 grep -qs listening "$7-sink.log"
-	lab_exec "$1" timeout $(($6 + ${5%.*} + 5)) python3 -c "$XFER_PY" send "$3" 5201 "$4" "$5" "$6" \
-		> "$7-send.log" 2>&1
-	rc=$?
-	[[ -s $7-send.log ]] || echo "no result (exit $rc)" > "$7-send.log"
-	stop "$pid"
-	return $rc
-}
-
-# host_conf DIR NAME PORT ADDR PEER PEER_ADDR: a tun-mode config, the peer
-# without Endpoint, both reached through the rendezvous.
-host_conf() {
-	mkdir -p "$1/$2"
-	cat > "$1/$2/nt0.conf" <<-CONF
-	[Interface]
-	PrivateKey = $(cat "$1/$2.key")
-	ListenPort = $3
-	Address = $4/24
-	Rendezvous = $RDV:3478
-	RendezvousKey = $(cat "$LAB_DIR/rdv.pub")
-	[Peer]
-	PublicKey = $(cat "$1/$5.pub")
-	AllowedIPs = $6/32
-	CONF
-}
-
-# start DIR HOST ROLE: natagent on HOST with DIR/ROLE/nt0.conf; the PID in
-# PID_ROLE. Waits for "ready".
-start() {
-	mkdir -p "$1/run-$3"
-	lab_spawn "$2" "$1/$3.log" env NATAGENT_RUN_DIR="$1/run-$3" \
-		"$natagent" -d -B -c "$1/$3/nt0.conf" || return 1
-	printf -v "PID_$3" '%s' "$LAB_LAST_PID"
-	wait_for 5 grep -qs ready "$1/$3.log"
-}
-
-# stop PID...: TERM, a bounded wait, KILL, reap.
-stop() {
-	local p
-	for p in "$@"; do [[ -n $p ]] && kill -TERM "$p" 2>/dev/null; done
-	for p in "$@"; do
-		[[ -n $p ]] || continue
-		wait_for 5 sh -c "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-}
-
-show() {  # DIR ROLE: natctl show nt0 against that agent
-	NATAGENT_RUN_DIR=$1/run-$2 "$natctl" show nt0 2>&1
-}
-
-# path_of TEXT: direct, relay or none, from a `natctl show` output.
-path_of() {
-	if grep -q '^  endpoint: ' <<<"$1"; then echo direct
-	elif grep -q '^  path: relay via ' <<<"$1"; then echo relay
-	else echo none; fi
+	rdv_judge || return 1
+	rdv_start -d
 }
 
 # run_pair I K1 K2: one pair of the matrix; appends a row to MATRIX.
@@ -225,12 +86,7 @@ run_pair() {
 	local wa wb ra t0 tping='' tdirect='' tctl_relay='' tctl_direct='' pa pb now deadline
 	local ping_pid td_pid rc r0 r1 seen judge sa sb res verdict n
 	want=$(expect "$k1" "$k2")
-	mkdir -p "$d"
-	for n in a b; do
-		"$natctl" genkey > "$d/$n.key" && "$natctl" pubkey < "$d/$n.key" > "$d/$n.pub" || return 1
-	done
-	host_conf "$d" a "$port" 10.77.0.1 b 10.77.0.2
-	host_conf "$d" b "$port" 10.77.0.2 a 10.77.0.1
+	pair_conf "$d" "$port" || return 1
 	wa=$(lab_wan_ip "$a") wb=$(lab_wan_ip "$b")
 	ra=$(lab_routers "$a"); ra=${ra%% *}
 	PID_a='' PID_b=''
@@ -265,13 +121,13 @@ run_pair() {
 			fi
 		fi
 		[[ -n $tdirect ]] || tdirect=$(awk '/ IP /{ print $1; exit }' "$d/tcpdump.log")
-		pa=$(path_of "$(show "$d" a)")
+		pa=$(path_of "$d" a)
 		[[ $pa == relay && -z $tctl_relay ]] && tctl_relay=$now
 		[[ $pa == direct && -z $tctl_direct ]] && tctl_direct=$now
 		if [[ -n $tping ]]; then
 			[[ $want == relay && $pa == relay ]] && break
 			if [[ $want == direct && $pa == direct && -n $tdirect ]]; then
-				pb=$(path_of "$(show "$d" b)")
+				pb=$(path_of "$d" b)
 				[[ $pb == direct ]] && break
 			fi
 		fi
@@ -294,7 +150,7 @@ run_pair() {
 	else judge=unclear; fi
 	sa=$(show "$d" a) sb=$(show "$d" b)
 	printf '%s\n' "$sa" > "$d/show-a.txt"; printf '%s\n' "$sb" > "$d/show-b.txt"
-	pa=$(path_of "$sa") pb=$(path_of "$sb")
+	pa=$(path_in "$sa") pb=$(path_in "$sb")
 	tap_diag "$name: the rendezvous port received $seen bytes during the $XFER_BYTES-byte transfer (counters: $judge);" \
 		"natctl: $a $pa, $b $pb"
 	tap_diag "$(grep -hE '^  (endpoint|path|punch|pair|nat|verdict|last path event):' <<<"$sa" | sed "s/^/$a:/")"

@@ -18,8 +18,9 @@
 #      both agents report a direct path and the rendezvous's counter stops
 #      growing (under 4 KB in a second while 20 pings of 1000 bytes cross),
 #      the ping losing at most MAX_LOST packets.
-# The transfers are exact (xfer below; iperf3 -n does not count the bytes in
-# flight when its test ends, so it cannot tell that all of them arrived).
+# The transfers are exact (xfer_start, scripts/agentlab.sh; iperf3 -n does
+# not count the bytes in flight when its test ends, so it cannot tell that all
+# of them arrived).
 #
 #   NATAGENT=/path/natagent NATCTL=/path/natctl tests/netns/punch_faults.sh
 #   PARTS="a c" tests/netns/punch_faults.sh   (a subset)
@@ -27,6 +28,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/scripts/lab.sh"
+. "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
 [[ $(id -u) == 0 ]] || tap_skip_all "needs root"
@@ -40,159 +42,15 @@ RDV=198.18.0.10 RDV2=198.18.0.11
 PARTS=${PARTS:-a b c}
 MAX_LOST=${MAX_LOST:-5}   # (c): pings lost at 100 ms intervals, i.e. 0.5 s
 
-ms_since() {  # T0 [T1]: milliseconds from T0 to T1 (default now), epoch seconds
-	awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%d", (b - a) * 1000 }'
-}
-
 setup() {
 	lab_internet && lab_server rdv "$RDV" "$RDV2" || return 1
 	lab_site la port && lab_site lb port &&       # (a)
 		lab_site ra port && lab_site rb port &&   # (b)
 		lab_site ua symmetric && lab_site ub port || return 1   # (c)
-	lab_exec rdv nft -f - <<-NFT || return 1
-	table inet judge {
-		counter rdv_in {}
-		chain in { type filter hook input priority 0; udp dport 3478 counter name rdv_in; }
-	}
-	NFT
-	umask 077
-	"$natctl" genkey > "$LAB_DIR/rdv.key" && "$natctl" pubkey < "$LAB_DIR/rdv.key" > "$LAB_DIR/rdv.pub" ||
-		return 1
-	mkdir -p "$LAB_DIR/rdv"
-	cat > "$LAB_DIR/rdv/rdv0.conf" <<-CONF
-	[Interface]
-	PrivateKey = $(cat "$LAB_DIR/rdv.key")
-	[Rendezvous]
-	Listen = $RDV:3478
-	AlternateListen = $RDV2:3479
-	RelayRate = 0
-	RelayRateTotal = 0
-	CONF
-	lab_spawn rdv "$LAB_DIR/rdv.log" "$natagent" -d -B -c "$LAB_DIR/rdv/rdv0.conf" || return 1
-	RDV_PID=$LAB_LAST_PID
-	wait_for 10 grep -qs ready "$LAB_DIR/rdv.log" && wait_for 5 lab_udp_bound rdv "$RDV" 3478
+	rdv_judge || return 1
+	rdv_start -d
 }
 
-# rdv_bytes: bytes that reached the rendezvous's port so far. (Bytes, not
-# packets: a sender's UDP GSO batch crosses the veths as one packet.)
-rdv_bytes() {
-	lab_exec rdv nft list counter inet judge rdv_in | sed -nE 's/.*bytes ([0-9]+).*/\1/p'
-}
-
-# An exact TCP transfer (see the top). The sink reads to EOF and answers the
-# count and SHA-256 of what it got; the source sends BYTES of seeded random
-# data, spread over SECONDS (0: at once), and checks the answer. Every wait
-# is bounded by TIMEOUT (a stall longer than that fails the transfer).
-#   sink IP PORT TIMEOUT        send IP PORT BYTES SECONDS TIMEOUT
-XFER_PY='
-import hashlib, random, socket, sys, time
-mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if mode == "sink":
-    tmo = float(sys.argv[4])
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((ip, port)); ls.listen(1); ls.settimeout(tmo)
-    print("listening", flush=True)
-    c, peer = ls.accept(); c.settimeout(tmo)
-    h, n = hashlib.sha256(), 0
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        h.update(b); n += len(b)
-    c.sendall(("%d %s\n" % (n, h.hexdigest())).encode()); c.close()
-    print("received %d bytes" % n)
-    sys.exit(0)
-total, secs, tmo = int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-block = random.Random(total).randbytes(16384)
-s = socket.create_connection((ip, port), timeout=tmo); s.settimeout(tmo)
-h, sent, t0 = hashlib.sha256(), 0, time.monotonic()
-while sent < total:
-    if secs > 0:
-        due = t0 + secs * sent / total
-        if due > time.monotonic():
-            time.sleep(due - time.monotonic())
-    chunk = block[: min(len(block), total - sent)]
-    s.sendall(chunk); h.update(chunk); sent += len(chunk)
-s.shutdown(socket.SHUT_WR)
-reply = s.makefile().readline().split()
-dt = time.monotonic() - t0
-got = int(reply[0]) if reply else -1
-ok = len(reply) == 2 and got == total and reply[1] == h.hexdigest()
-print("sent %d, received %d%s in %.1f s" % (total, got, "" if ok else " (MISMATCH)", dt))
-sys.exit(0 if ok else 1)
-'
-
-# xfer_start FROM TO BYTES SECONDS TIMEOUT LOGBASE: start a transfer from host
-# FROM to 10.77.0.2 (host TO) through the tunnel in the background; sets
-# XFER_SINK and XFER_SEND (PIDs). xfer_wait LOGBASE: its status (0 only if
-# every byte arrived intact); the result line in LOGBASE-send.log.
-xfer_start() {
-	lab_spawn "$2" "$6-sink.log" python3 -c "$XFER_PY" sink 10.77.0.2 5201 "$5" || return 1
-	XFER_SINK=$LAB_LAST_PID
-	wait_for 5 grep -qs listening "$6-sink.log" || return 1
-	lab_spawn "$1" "$6-send.log" timeout $(($5 + ${4%.*} + 5)) \
-		python3 -c "$XFER_PY" send 10.77.0.2 5201 "$3" "$4" "$5"
-	XFER_SEND=$LAB_LAST_PID
-}
-xfer_wait() {
-	local rc
-	wait "$XFER_SEND"; rc=$?
-	stop "$XFER_SINK"
-	[[ -s $1-send.log ]] || echo "no result (exit $rc)" > "$1-send.log"
-	return $rc
-}
-
-# host_conf DIR ROLE PORT ADDR PEER PEER_ADDR: a tun-mode config, the peer
-# without Endpoint, reached through the rendezvous.
-host_conf() {
-	mkdir -p "$1/$2"
-	cat > "$1/$2/nt0.conf" <<-CONF
-	[Interface]
-	PrivateKey = $(cat "$1/$2.key")
-	ListenPort = $3
-	Address = $4/24
-	Rendezvous = $RDV:3478
-	RendezvousKey = $(cat "$LAB_DIR/rdv.pub")
-	[Peer]
-	PublicKey = $(cat "$1/$5.pub")
-	AllowedIPs = $6/32
-	CONF
-}
-
-# start DIR HOST ROLE: natagent on HOST with DIR/ROLE/nt0.conf; its PID in
-# PID_ROLE. Waits for "ready".
-start() {
-	mkdir -p "$1/run-$3"
-	lab_spawn "$2" "$1/$3.log" env NATAGENT_RUN_DIR="$1/run-$3" \
-		"$natagent" -d -B -c "$1/$3/nt0.conf" || return 1
-	printf -v "PID_$3" '%s' "$LAB_LAST_PID"
-	wait_for 5 grep -qs ready "$1/$3.log"
-}
-
-# stop PID...: TERM, a bounded wait, KILL, reap.
-stop() {
-	local p
-	for p in "$@"; do [[ -n $p ]] && kill -TERM "$p" 2>/dev/null; done
-	for p in "$@"; do
-		[[ -n $p ]] || continue
-		wait_for 5 sh -c "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-}
-
-show() {  # DIR ROLE: natctl show nt0 against that agent
-	NATAGENT_RUN_DIR=$1/run-$2 "$natctl" show nt0 2>&1
-}
-
-# path_of DIR ROLE: direct, relay or none, from `natctl show`.
-path_of() {
-	local out
-	out=$(show "$1" "$2")
-	if grep -q '^  endpoint: ' <<<"$out"; then echo direct
-	elif grep -q '^  path: relay via ' <<<"$out"; then echo relay
-	else echo none; fi
-}
 both_direct() {  # DIR
 	[[ $(path_of "$1" a) == direct && $(path_of "$1" b) == direct ]]
 }
@@ -213,11 +71,7 @@ diag_show() {
 # agent did not start.
 pair() {
 	D=$LAB_DIR/$1
-	mkdir -p "$D"
-	for n in a b; do
-		"$natctl" genkey > "$D/$n.key" && "$natctl" pubkey < "$D/$n.key" > "$D/$n.pub" || return 1
-	done
-	host_conf "$D" a "$4" 10.77.0.1 b 10.77.0.2 && host_conf "$D" b "$4" 10.77.0.2 a 10.77.0.1 || return 1
+	pair_conf "$D" "$4" || return 1
 	PID_a='' PID_b=''
 	start "$D" "$2" a && wait_for 10 grep -qs "registered at rendezvous" "$D/a.log" &&
 		start "$D" "$3" b
@@ -229,7 +83,7 @@ pair() {
 judged_xfer() {
 	local r0 r1 bytes=1048576
 	r0=$(rdv_bytes)
-	xfer_start "$1" "$2" $bytes 0 15 "$3" && xfer_wait "$3"
+	xfer_start "$1" "$2" 10.77.0.2 $bytes 0 15 "$3" && xfer_wait "$3"
 	XFER_RC=$?
 	r1=$(rdv_bytes)
 	if (((r1 - r0) * 2 >= bytes)); then JUDGE=relay
@@ -279,7 +133,7 @@ part_b() {
 	diag_show "$D"
 	tap_diag "(b) b sees a at $(show "$D" b | sed -nE 's/^  (endpoint|path): //p')"
 	# 6 MiB over 6 s, any stall over 20 s fails it.
-	if ! xfer_start ra rb 6291456 6 20 "$D/xfer"; then
+	if ! xfer_start ra rb 10.77.0.2 6291456 6 20 "$D/xfer"; then
 		tap_fail "(b) TCP transfer starts" "$(cat "$D"/xfer-*.log)"; stop "$PID_a" "$PID_b"; return
 	fi
 	sleep 2

@@ -143,6 +143,19 @@ tap_check "natctl show on a: peer b, relay via the rendezvous" \
 	grep -q "path: relay via $RDV:3478" "$LAB_DIR/show-a.txt"
 tap_check "natctl show on a: registered at the rendezvous, seen as its NAT's address" \
 	grep -qE "rendezvous: $RDV:3478, registered .*seen as $(lab_wan_ip a):" "$LAB_DIR/show-a.txt"
+tap_check "natctl show on a: why relayed (both NATs, the pairs tried, a verdict)" \
+	eval 'grep -q "^  nat: ours " "$LAB_DIR/show-a.txt" && grep -q "^  pair: " "$LAB_DIR/show-a.txt" &&
+	      grep -q "^  verdict: " "$LAB_DIR/show-a.txt"'
+
+# A new host address is a new candidate: the relayed agent punches again with
+# it at once (rtnetlink), not at its next retry.
+extra=$(lab_host_ip a | sed -E 's/\.[0-9]+$/.99/')
+lab_exec a ip addr add "$extra/24" dev eth0
+tap_check "a new address on a ($extra): a punches again, with it among the pairs" \
+	wait_for 8 eval 'grep -q "host addresses changed" "$LAB_DIR/a.log" &&
+		show a nt0 | grep -q "^  pair: $extra:40000 -> "'
+lab_exec a ip addr del "$extra/24" dev eth0
+
 show rdv rdv0 --json > "$LAB_DIR/show-rdv.json" 2>&1
 tap_check "natctl show --json on the rendezvous: 4 registered peers" \
 	python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["rendezvous_service"]["registered_peers"] != 4)' \
