@@ -126,18 +126,22 @@ static void event(struct pathmgr *pm, const char *fmt, ...)
 
 /* ---- candidates ---- */
 
-static void add_local(struct rdvmsg_connect *m, uint8_t type, const struct na_endpoint *ep)
+static void add_cand(struct rdvmsg_connect *m, uint8_t type, const struct na_endpoint *ep,
+		     uint32_t priority)
 {
 	for (unsigned i = 0; i < m->count; i++)
 		if (na_endpoint_equal(&m->cand[i].ep, ep))
 			return;
 	if (m->count >= RDVMSG_MAX_CANDIDATES)
 		return;
-	m->cand[m->count] = (struct rdvmsg_candidate){
-		.ep = *ep, .type = type,
-		.priority = punch_cand_priority(type, (uint16_t)(65535 - m->count)),
-	};
-	m->count++;
+	m->cand[m->count++] = (struct rdvmsg_candidate){ .ep = *ep, .type = type,
+							 .priority = priority };
+}
+
+/* Earlier candidates of a type rank higher. */
+static void add_local(struct rdvmsg_connect *m, uint8_t type, const struct na_endpoint *ep)
+{
+	add_cand(m, type, ep, punch_cand_priority(type, (uint16_t)(65535 - m->count)));
 }
 
 /* Not a candidate: loopback, link-local, and our own tunnel's addresses. */
@@ -179,6 +183,16 @@ static void gather(struct agent *a, struct rdvmsg_connect *m)
 		add_local(m, RDVMSG_CAND_SRFLX, &r->srflx);
 	if (a->have_report && a->report.has_mapped)
 		add_local(m, RDVMSG_CAND_SRFLX, &a->report.mapped);
+	/* A NAT that maps per destination: where it will likely put us for
+	 * this peer, if it allocates predictably. */
+	if (a->have_report && r && r->have_srflx) {
+		struct punch_cand pred[PUNCH_PREDICT + 1];
+		unsigned n = punch_predict(&a->report, &r->srflx, a->port, pred,
+					   PUNCH_PREDICT + 1);
+
+		for (unsigned i = 0; i < n; i++)
+			add_cand(m, pred[i].type, &pred[i].ep, pred[i].priority);
+	}
 }
 
 static void our_nat(const struct agent *a, uint8_t *map, uint8_t *filt)

@@ -747,6 +747,34 @@ static void why_impossible(enum nat_mapping om, enum nat_mapping tm, char *buf, 
 	}
 }
 
+unsigned punch_predict(const struct nat_report *r, const struct na_endpoint *srflx,
+		       uint16_t local_port, struct punch_cand *out, unsigned max)
+{
+	unsigned n = 0;
+
+	if (r->mapping != NAT_MAPPING_ADM && r->mapping != NAT_MAPPING_APDM)
+		return 0;
+	if (r->alloc == NAT_ALLOC_PRESERVING && local_port && local_port != srflx->port &&
+	    n < max) {
+		out[n] = (struct punch_cand){ { srflx->ip, local_port }, PUNCH_CAND_SRFLX,
+					      punch_cand_priority(PUNCH_CAND_SRFLX, 32768) };
+		n++;
+	}
+	if (r->alloc != NAT_ALLOC_SEQUENTIAL || !r->alloc_delta)
+		return n;
+	for (int k = 1; k <= PUNCH_PREDICT && n < max; k++) {
+		long port = (long)srflx->port + (long)k * r->alloc_delta;
+
+		if (port < 1 || port > 65535)
+			break;
+		out[n] = (struct punch_cand){ { srflx->ip, (uint16_t)port }, PUNCH_CAND_SRFLX,
+					      punch_cand_priority(PUNCH_CAND_SRFLX,
+								  (uint16_t)(32768 - k)) };
+		n++;
+	}
+	return n;
+}
+
 const char *punch_verdict(enum nat_mapping our_map, enum nat_filtering our_filter,
 			  enum nat_mapping their_map, enum nat_filtering their_filter,
 			  bool direct, char *buf, size_t cap)

@@ -212,6 +212,19 @@ enum punch_state punch_state(const struct punch *p);
 /* The pair in use when SUCCEEDED, else NULL. */
 const struct punch_pair *punch_selected(const struct punch *p);
 
+/* Port prediction for our own NAT when it maps per destination (ADM or
+ * APDM): the address it will likely give us towards a new peer, from how
+ * discovery saw it allocate. Sequential: the next PUNCH_PREDICT ports after
+ * our server-reflexive one, by its step (each destination we sent to since,
+ * the rendezvous among them, took one). Port-preserving: our local port at
+ * the reflexive address. Each is a server-reflexive candidate ranked below
+ * the real one. Returns how many were written to out (at most max); none
+ * for a NAT that maps independently of the destination, or whose allocation
+ * is random or unknown. */
+#define PUNCH_PREDICT 4
+unsigned punch_predict(const struct nat_report *r, const struct na_endpoint *srflx,
+		       uint16_t local_port, struct punch_cand *out, unsigned max);
+
 /* One line that tells a user why two NATs did or did not get a direct path,
  * from both sides' behaviour and the outcome, e.g. "both NATs are
  * address-and-port-dependent mapping; no direct path possible without port

@@ -481,6 +481,62 @@ static void test_port_restricted(void)
 	check_schedule(b, "port-restricted, late start, responder");
 }
 
+/* punch_predict from a discovery report. */
+static void test_predict_rules(void)
+{
+	struct nat_report r = { .mapping = NAT_MAPPING_APDM, .alloc = NAT_ALLOC_SEQUENTIAL,
+				.alloc_delta = 2 };
+	struct na_endpoint srflx = ep("198.51.100.1:40000");
+	struct punch_cand out[8];
+	unsigned n;
+
+	n = punch_predict(&r, &srflx, 5000, out, 8);
+	CHECK(n == PUNCH_PREDICT && out[0].ep.port == 40002 && out[3].ep.port == 40008 &&
+	      na_ip_equal(&out[0].ep.ip, &srflx.ip) && out[0].type == PUNCH_CAND_SRFLX,
+	      "predict: sequential step 2 gives the next four ports after ours");
+	CHECK(out[0].priority < punch_cand_priority(PUNCH_CAND_SRFLX, 65535) &&
+	      out[0].priority > out[3].priority, "predict: ranked below the real one, nearest first");
+	CHECK_EQ_INT(punch_predict(&r, &srflx, 5000, out, 2), 2, "predict: at most max");
+	srflx.port = 65533;
+	CHECK_EQ_INT(punch_predict(&r, &srflx, 5000, out, 8), 1, "predict: stops at port 65535");
+	srflx.port = 40000;
+	r.alloc = NAT_ALLOC_PRESERVING;
+	n = punch_predict(&r, &srflx, 5000, out, 8);
+	CHECK(n == 1 && out[0].ep.port == 5000, "predict: port-preserving gives our local port");
+	r.alloc = NAT_ALLOC_RANDOM;
+	CHECK_EQ_INT(punch_predict(&r, &srflx, 5000, out, 8), 0, "predict: nothing for random ports");
+	r.alloc = NAT_ALLOC_SEQUENTIAL;
+	r.mapping = NAT_MAPPING_EIM;
+	CHECK_EQ_INT(punch_predict(&r, &srflx, 5000, out, 8), 0,
+		     "predict: nothing for an endpoint-independent mapping (its srflx is the answer)");
+}
+
+/* A symmetric NAT that allocates ports one after another (the simulated
+ * NAT here does) against a port-restricted one: hopeless without
+ * prediction (see the next test), direct with it. */
+static void test_sequential_symmetric_predicted(void)
+{
+	static struct net net;
+	struct nat_report r = { .mapping = NAT_MAPPING_APDM, .alloc = NAT_ALLOC_SEQUENTIAL,
+				.alloc_delta = 1 };
+	struct punch_cand pred[PUNCH_PREDICT];
+
+	build(&net, NAT_MAPPING_APDM, NAT_FILTERING_APDF, NAT_MAPPING_EIM, NAT_FILTERING_APDF, MS(3));
+	unsigned n = punch_predict(&r, &net.h[0].srflx, net.h[0].addr.port, pred, PUNCH_PREDICT);
+	for (unsigned i = 0; i < n; i++)
+		punch_add_remote(&net.h[1].p, &pred[i]);
+	run(&net, T0 + MS(10000));
+	struct host *a = &net.h[0], *b = &net.h[1];
+	CHECK(punch_state(&a->p) == PUNCH_SUCCEEDED && punch_state(&b->p) == PUNCH_SUCCEEDED,
+	      "sequential symmetric vs port-restricted, with prediction: both succeed");
+	const struct punch_cand *rb = sel_remote(b);
+	CHECK(rb && rb->ep.port > a->srflx.port && rb->ep.port <= a->srflx.port + PUNCH_PREDICT,
+	      "... on a predicted port of the symmetric side (%u; reflexive %u)",
+	      rb ? rb->ep.port : 0, a->srflx.port);
+	check_schedule(a, "predicted initiator");
+	check_schedule(b, "predicted responder");
+}
+
 static void test_symmetric_vs_full_cone(void)
 {
 	static struct net net;
@@ -999,6 +1055,8 @@ int main(void)
 	test_input();
 	test_open_hosts();
 	test_ipv6();
+	test_predict_rules();
+	test_sequential_symmetric_predicted();
 	test_port_restricted();
 	test_symmetric_vs_full_cone();
 	test_symmetric_vs_port_restricted();
