@@ -13,6 +13,8 @@
  *   4. each side selects the best pair its own checks got answered on; the
  *      side that is the QUIC client moves the session there (path validation
  *      and migration); the server follows by QUIC's own rules.
+ * Towards a NAT that lets anyone in (as its CONNECT says), a side fires at
+ * once: the initiator on the answer, the responder without waiting for SYNC.
  * Who initiates: whoever wants a direct path first; the smaller key at once
  * when a session comes up over the relay, the other after RETRY_FIRST. Two
  * CONNECTs that cross: the smaller key's attempt goes on, the other side
@@ -308,6 +310,14 @@ static void build_punch(struct pathmgr *pm, const struct rdvmsg_connect *m, bool
 }
 
 static void run_punch(struct pathmgr *pm, uint64_t now);
+
+/* A NAT that lets anyone in (none, or endpoint-independent filtering)
+ * needs no packet of its own side first: checks towards it get through
+ * whenever they leave, so there is nothing to synchronise with it. */
+static bool lets_anyone_in(uint8_t mapping, uint8_t filtering)
+{
+	return mapping == NAT_MAPPING_NONE || filtering == NAT_FILTERING_EIF;
+}
 static void to_relay(struct pathmgr *pm, const char *why);
 
 static void on_timer(void *arg, uint64_t now)
@@ -357,7 +367,7 @@ void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
 			return;
 		}
 		pm->phase = PM_PUNCHING;
-		pm->fire_at = now + pm->rtt / 2;
+		pm->fire_at = lets_anyone_in(m->mapping, m->filtering) ? now : now + pm->rtt / 2;
 		loop_timer_set(a->loop, &pm->timer, pm->fire_at);
 		log_debug("%s: peer %s: rendezvous round trip %" PRIu64 " us; SYNC sent", a->cfg->name,
 			  p->name, pm->rtt / 1000);
@@ -382,6 +392,14 @@ void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
 	build_punch(pm, m, false);
 	if (!send_connect(pm, pm->attempt, true)) {
 		attempt_failed(pm, "cannot reach the rendezvous");
+		return;
+	}
+	if (lets_anyone_in(m->mapping, m->filtering)) {
+		/* Theirs lets us in: no need to wait for SYNC. */
+		pm->phase = PM_PUNCHING;
+		pm->fire_at = now;
+		punch_start(&pm->punch, now);
+		run_punch(pm, now);
 		return;
 	}
 	pm->phase = PM_WAIT_SYNC;
