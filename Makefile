@@ -131,6 +131,10 @@ PREFIX ?= /usr/local
 install: natagent natctl
 	install -D -m 0755 natagent $(DESTDIR)$(PREFIX)/sbin/natagent
 	install -D -m 0755 natctl $(DESTDIR)$(PREFIX)/bin/natctl
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/sbin/natagent|$(PREFIX)/sbin/natagent|' systemd/natagent@.service \
+		> $(DESTDIR)/etc/systemd/system/natagent@.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/natagent@.service
 
 clean:
 	rm -rf build build-san natagent natctl

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -14,6 +15,7 @@
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/rendezvous.h"
+#include "agent/sdnotify.h"
 #include "agent/status.h"
 #include "agent/stunsvc.h"
 #include "agent/tunpath.h"
@@ -31,7 +33,45 @@ struct daemon {
 	struct fastpath fastpath;
 	bool keep_pins; /* stopping for a restart: the BPF maps stay pinned */
 	int exit_status;
+	struct loop_timer status_timer; /* systemd's STATUS= line, when it changes */
+	char status[128];
 };
+
+#define STATUS_EVERY (2000000000ull)
+
+/* "2 peers: 1 direct, 1 relayed, 0 down" for `systemctl status`. */
+static void status_line(struct daemon *d, char *buf, size_t len)
+{
+	unsigned direct = 0, relayed = 0, down = 0;
+
+	for (unsigned i = 0; i < d->agent.n_peers; i++) {
+		const char *k = peer_path_kind(&d->agent.peers[i]);
+		if (!strcmp(k, "direct"))
+			direct++;
+		else if (!strcmp(k, "relay"))
+			relayed++;
+		else
+			down++;
+	}
+	snprintf(buf, len, "STATUS=%u peer%s: %u direct, %u relayed, %u down",
+		 d->agent.n_peers, d->agent.n_peers == 1 ? "" : "s", direct, relayed, down);
+}
+
+static void on_status_timer(void *arg, uint64_t now)
+{
+	struct daemon *d = arg;
+	char line[sizeof(d->status)];
+	int err;
+
+	status_line(d, line, sizeof(line));
+	if (strcmp(line, d->status)) {
+		err = sdnotify(line);
+		if (err < 0)
+			log_debug("%s: cannot tell systemd the status: %s", d->cfg->name, strerror(-err));
+		memcpy(d->status, line, sizeof(line));
+	}
+	loop_timer_set(d->loop, &d->status_timer, now + STATUS_EVERY);
+}
 
 /* Signals arrive as readable data on a signalfd, so they are handled in the
  * loop like any other event, never inside an async handler. */
@@ -242,7 +282,17 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 			d.ctl_open = true;
 	}
 	log_info("%s: ready", cfg->name);
+	/* Ready means natctl can talk to us: after the control socket. */
+	err = sdnotify("READY=1");
+	if (err < 0)
+		log_warn("%s: cannot tell systemd we are ready ($NOTIFY_SOCKET): %s", cfg->name,
+			 strerror(-err));
+	loop_timer_init(&d.status_timer, on_status_timer, &d);
+	if (d.agent_open && d.agent.n_peers)
+		loop_timer_set(d.loop, &d.status_timer, loop_now());
 	err = loop_run(d.loop);
+	sdnotify("STOPPING=1");
+	loop_timer_cancel(d.loop, &d.status_timer);
 	if (err < 0)
 		log_err("%s: event loop failed: %s", cfg->name, strerror(-err));
 	d.exit_status = err < 0 ? 1 : 0;
