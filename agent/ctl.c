@@ -259,6 +259,8 @@ static void client_respond(struct ctl_client *cl, const char *req, bool one_line
 	}
 	if (!one_line)
 		ctl_printf(&cl->out, "error=request must be one line\n");
+	else if (!strcmp(req, "stop") && c->stop)
+		c->stop(c->stop_arg, &cl->out);
 	else if (strcmp(req, "show"))
 		reply_unknown(&cl->out, req);
 	else if (c->show)

@@ -61,6 +61,9 @@ struct ctl {
 	int fd; /* the listening socket, -1 when closed */
 	ctl_show_fn show;
 	void *arg;
+	/* "stop" (natctl down), set after ctl_open; unset: an unknown request. */
+	ctl_show_fn stop;
+	void *stop_arg;
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 	struct loop_timer accept_retry; /* accept paused: out of fds */
 	size_t reply_cap;  /* CTL_REPLY_MAX; tests lower it */

@@ -57,6 +57,16 @@ static void status_line(struct daemon *d, char *buf, size_t len)
 		 d->agent.n_peers, d->agent.n_peers == 1 ? "" : "s", direct, relayed, down);
 }
 
+/* `natctl down`: the reply goes out in this turn, the loop ends after it. */
+static void on_ctl_stop(void *arg, struct ctl_out *out)
+{
+	struct daemon *d = arg;
+
+	log_info("%s: stopping: asked over the control socket (natctl down)", d->cfg->name);
+	ctl_printf(out, "stopping=1\npid=%d\n", (int)getpid());
+	loop_stop(d->loop);
+}
+
 static void on_status_timer(void *arg, uint64_t now)
 {
 	struct daemon *d = arg;
@@ -275,11 +285,14 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 	if (d.agent_open) {
 		const char *why = NULL;
 		/* natctl show reads it; the tunnel runs without it. */
-		if (ctl_open(&d.ctl, d.loop, cfg->name, agent_status, &d.agent, &why) < 0)
+		if (ctl_open(&d.ctl, d.loop, cfg->name, agent_status, &d.agent, &why) < 0) {
 			log_warn("%s: no control socket (natctl show will not work): %s",
 				 cfg->name, why ? why : "?");
-		else
+		} else {
 			d.ctl_open = true;
+			d.ctl.stop = on_ctl_stop;
+			d.ctl.stop_arg = &d;
+		}
 	}
 	log_info("%s: ready", cfg->name);
 	/* Ready means natctl can talk to us: after the control socket. */

@@ -101,7 +101,7 @@ static const char *connect_hint(int err, const char *iface, char *buf, size_t le
 	return buf;
 }
 
-static int show_connect(const char *path, const char *iface)
+static int show_connect(const char *path, const char *iface, bool quiet)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = SHOW_TIMEOUT_S };
@@ -119,8 +119,9 @@ static int show_connect(const char *path, const char *iface)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		err = errno;
-		fprintf(stderr, "natctl: cannot connect to %s: %s%s\n", path, strerror(err),
-			connect_hint(err, iface, hint, sizeof(hint)));
+		if (!quiet)
+			fprintf(stderr, "natctl: cannot connect to %s: %s%s\n", path, strerror(err),
+				connect_hint(err, iface, hint, sizeof(hint)));
 		close(fd);
 		return -1;
 	}
@@ -193,14 +194,15 @@ static int read_reply(int fd, const char *path, struct reply *r)
 	return 0;
 }
 
-static int fetch(const char *path, const char *iface, struct reply *r)
+static int ask(const char *path, const char *iface, const char *request, bool quiet,
+	       struct reply *r)
 {
-	static const char request[] = "show\n\n";
-	int fd = show_connect(path, iface), err;
+	size_t n = strlen(request);
+	int fd = show_connect(path, iface, quiet), err;
 
 	if (fd < 0)
 		return -1;
-	if (send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(request) - 1) {
+	if (send(fd, request, n, MSG_NOSIGNAL) != (ssize_t)n) {
 		fprintf(stderr, "natctl: cannot send to %s: %s\n", path, strerror(errno));
 		close(fd);
 		return -1;
@@ -208,6 +210,30 @@ static int fetch(const char *path, const char *iface, struct reply *r)
 	err = read_reply(fd, path, r);
 	close(fd);
 	return err;
+}
+
+static int fetch(const char *path, const char *iface, struct reply *r)
+{
+	return ask(path, iface, "show\n\n", false, r);
+}
+
+int natctl_request(const char *iface, const char *request, bool quiet, char **out, size_t *len)
+{
+	struct reply r = { 0 };
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	if (ctl_socket_path(path, sizeof(path), iface) < 0) {
+		if (!quiet)
+			fprintf(stderr, "natctl: '%s' is not an interface name\n", iface);
+		return -1;
+	}
+	if (ask(path, iface, request, quiet, &r) < 0) {
+		free(r.buf);
+		return -1;
+	}
+	*out = r.buf;
+	*len = r.len;
+	return 0;
 }
 
 /* ---- parsing ---- */
