@@ -786,10 +786,13 @@ static void print_key(FILE *out, const char *name, const uint8_t key[KEY_LEN])
 	fprintf(out, "%s = %s\n", name, b64);
 }
 
-static void print_interface(const struct config *cfg, FILE *out)
+static void print_interface(const struct config *cfg, FILE *out, bool with_key)
 {
 	fprintf(out, "[Interface]\n# Name = %s\n", cfg->name);
-	fprintf(out, "PrivateKey = (hidden)\n");
+	if (with_key)
+		print_key(out, "PrivateKey", cfg->private_key);
+	else
+		fprintf(out, "PrivateKey = (hidden)\n");
 	print_key(out, "# PublicKey", cfg->public_key);
 	fprintf(out, "ListenPort = %u\n", cfg->listen_port);
 	if (cfg->has_mode)
@@ -829,9 +832,9 @@ static void print_peer(const struct config_peer *p, FILE *out)
 		print_endpoints(out, "LocalEndpoint", &p->local_endpoint, 1);
 }
 
-void config_print(const struct config *cfg, FILE *out)
+static void print_config(const struct config *cfg, FILE *out, bool with_key)
 {
-	print_interface(cfg, out);
+	print_interface(cfg, out, with_key);
 	for (unsigned i = 0; i < cfg->n_peers; i++)
 		print_peer(&cfg->peers[i], out);
 	if (cfg->rdv.present) {
@@ -844,4 +847,14 @@ void config_print(const struct config *cfg, FILE *out)
 		fprintf(out, "RelayRate = %u\n", cfg->rdv.relay_rate);
 		fprintf(out, "RelayRateTotal = %u\n", cfg->rdv.relay_rate_total);
 	}
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	print_config(cfg, out, false);
+}
+
+void config_print_with_key(const struct config *cfg, FILE *out)
+{
+	print_config(cfg, out, true);
 }

@@ -136,6 +136,9 @@ bool config_load(struct config *cfg, const char *path, config_error_fn on_error,
 /* The normalised form, as `natagent -n -v` prints it: every key that is set
  * or defaulted, canonical spelling, the private key hidden. */
 void config_print(const struct config *cfg, FILE *out);
+/* The same with the private key, for `natctl showconf`: a file natagent
+ * loads again as it is. */
+void config_print_with_key(const struct config *cfg, FILE *out);
 
 const char *config_mode_name(enum config_mode mode);
 const char *config_portmap_name(enum portmap_proto p);

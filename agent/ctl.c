@@ -247,6 +247,17 @@ static void reply_unknown(struct ctl_out *out, const char *req)
 
 static void on_client(void *arg, uint32_t events);
 
+int ctl_add_request(struct ctl *c, const char *name, ctl_show_fn fn, void *arg)
+{
+	if (c->n_extra >= CTL_MAX_EXTRA)
+		return -ENOSPC;
+	c->extra[c->n_extra].name = name;
+	c->extra[c->n_extra].fn = fn;
+	c->extra[c->n_extra].arg = arg;
+	c->n_extra++;
+	return 0;
+}
+
 /* Builds the whole reply, then writes what the socket takes now; the rest
  * goes out on EPOLLOUT. */
 static void client_respond(struct ctl_client *cl, const char *req, bool one_line)
@@ -259,12 +270,19 @@ static void client_respond(struct ctl_client *cl, const char *req, bool one_line
 	}
 	if (!one_line)
 		ctl_printf(&cl->out, "error=request must be one line\n");
-	else if (!strcmp(req, "stop") && c->stop)
-		c->stop(c->stop_arg, &cl->out);
-	else if (strcmp(req, "show"))
-		reply_unknown(&cl->out, req);
-	else if (c->show)
-		c->show(c->arg, &cl->out);
+	else if (!strcmp(req, "show")) {
+		if (c->show)
+			c->show(c->arg, &cl->out);
+	} else {
+		unsigned i;
+
+		for (i = 0; i < c->n_extra && strcmp(req, c->extra[i].name); i++)
+			;
+		if (i < c->n_extra)
+			c->extra[i].fn(c->extra[i].arg, &cl->out);
+		else
+			reply_unknown(&cl->out, req);
+	}
 	out_finish(&cl->out);
 	cl->replying = true;
 	/* The reply gets its own idle allowance, however long the request took. */

@@ -39,6 +39,7 @@
 #define CTL_REQUEST_MAX     4096
 #define CTL_REPLY_MAX       (16u << 20)
 #define CTL_IDLE_NS         (5 * 1000000000ull)
+#define CTL_MAX_EXTRA       4
 
 /* A reply being built; the show callback appends to it with ctl_printf. */
 struct ctl_out;
@@ -61,9 +62,9 @@ struct ctl {
 	int fd; /* the listening socket, -1 when closed */
 	ctl_show_fn show;
 	void *arg;
-	/* "stop" (natctl down), set after ctl_open; unset: an unknown request. */
-	ctl_show_fn stop;
-	void *stop_arg;
+	/* Requests besides "show": ctl_add_request. */
+	struct { const char *name; ctl_show_fn fn; void *arg; } extra[CTL_MAX_EXTRA];
+	unsigned n_extra;
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 	struct loop_timer accept_retry; /* accept paused: out of fds */
 	size_t reply_cap;  /* CTL_REPLY_MAX; tests lower it */
@@ -90,6 +91,10 @@ int ctl_open(struct ctl *c, struct loop *loop, const char *ifname, ctl_show_fn s
 	     const char **why);
 /* Drops every client, closes the socket and unlinks it (if still ours). */
 void ctl_close(struct ctl *c);
+
+/* Answers request name (one line, e.g. "stop") with fn(arg, out), like
+ * "show". -ENOSPC past CTL_MAX_EXTRA. */
+int ctl_add_request(struct ctl *c, const char *name, ctl_show_fn fn, void *arg);
 
 /* Appends text to the reply. Each call should append whole lines, each
  * "key=value\n", and no empty line (an empty line ends the reply). Once the

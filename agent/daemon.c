@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -65,6 +66,29 @@ static void on_ctl_stop(void *arg, struct ctl_out *out)
 	log_info("%s: stopping: asked over the control socket (natctl down)", d->cfg->name);
 	ctl_printf(out, "stopping=1\npid=%d\n", (int)getpid());
 	loop_stop(d->loop);
+}
+
+/* `natctl showconf`: the running configuration, one line= per line (the
+ * reply protocol cannot carry its empty lines as they are). */
+static void on_ctl_showconf(void *arg, struct ctl_out *out)
+{
+	struct daemon *d = arg;
+	char *text = NULL, *line;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f) {
+		ctl_printf(out, "error=out of memory\n");
+		return;
+	}
+	config_print_with_key(d->cfg, f);
+	fclose(f);
+	for (char *p = text; (line = strsep(&p, "\n")) != NULL;) {
+		if (!p && !*line)
+			break; /* after the last newline */
+		ctl_put(out, "line", line);
+	}
+	free(text);
 }
 
 static void on_status_timer(void *arg, uint64_t now)
@@ -290,8 +314,8 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 				 cfg->name, why ? why : "?");
 		} else {
 			d.ctl_open = true;
-			d.ctl.stop = on_ctl_stop;
-			d.ctl.stop_arg = &d;
+			ctl_add_request(&d.ctl, "stop", on_ctl_stop, &d);
+			ctl_add_request(&d.ctl, "showconf", on_ctl_showconf, &d);
 		}
 	}
 	log_info("%s: ready", cfg->name);

@@ -15,6 +15,7 @@ static const struct {
 	{ "show", natctl_show, "Shows a running natagent's interface, peers and rendezvous service" },
 	{ "netcheck", natctl_netcheck, "Finds the public address and how the NAT behaves" },
 	{ "bpf", natctl_bpf, "Shows the BPF fast path: counters by reason and the NAT-mapping cache" },
+	{ "showconf", natctl_showconf, "Prints the running configuration of an interface" },
 	{ "up", natctl_up, "Starts natagent with a config file and waits until its peers are up" },
 	{ "down", natctl_down, "Stops the natagent of an interface" },
 };

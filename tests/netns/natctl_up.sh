@@ -6,6 +6,8 @@
 #  - `natctl up` on both hosts starts natagent, prints its progress and
 #    returns once the peer is connected, directly; a ping crosses the tunnel;
 #  - a second `natctl up` of the same interface is refused;
+#  - `natctl showconf` prints the running configuration, private key
+#    included, as a file natagent reads back to the same normalised form;
 #  - `natctl down` stops natagent: the process, its TUN device and its
 #    control socket are gone.
 set -uo pipefail
@@ -91,6 +93,14 @@ tap_check "a ping crosses the tunnel" lab_exec a ping -c 2 -W 2 "${TUN[b]}"
 res=$(ctl a up "$LAB_DIR/a/nt0.conf" 2>&1); code=$?
 tap_check "a second natctl up of nt0 is refused: already up" \
 	eval '[[ $code != 0 ]] && grep -q "already up" <<<"$res"'
+
+mkdir -p "$LAB_DIR/copy"
+ctl a showconf nt0 > "$LAB_DIR/copy/nt0.conf"; code=$?
+tap_check "natctl showconf nt0 exits 0, with the private key" \
+	eval '[[ $code == 0 ]] && grep -qx "PrivateKey = $(cat "$LAB_DIR/a.key")" "$LAB_DIR/copy/nt0.conf"'
+tap_check "... and natagent reads it back to the same configuration" \
+	eval 'diff <("$natagent" -n -v -c "$LAB_DIR/a/nt0.conf" 2>&1) \
+		   <("$natagent" -n -v -c "$LAB_DIR/copy/nt0.conf" 2>&1)'
 
 res=$(ctl a down nt0 2>&1); code=$?
 tap_diag "$res"

@@ -476,6 +476,12 @@ static void test_golden(struct fake *f)
 	free(err);
 }
 
+static void answer_stop(void *arg, struct ctl_out *out)
+{
+	(void)arg;
+	ctl_printf(out, "stopping=1\n");
+}
+
 static void test_protocol(struct ctl *c, struct fake *f)
 {
 	static const char show_crlf[] = "show\r\n\r\n";
@@ -497,6 +503,17 @@ static void test_protocol(struct ctl *c, struct fake *f)
 	CHECK_EQ_STR(out, "error=request must be one line\n\n", "two-line request refused");
 	free(out);
 	CHECK_EQ_INT(f->calls, calls, "no show callback for bad requests");
+	CHECK_EQ_INT(ctl_add_request(c, "stop", answer_stop, NULL), 0, "a request besides show");
+	out = raw("home", "stop\n\n", 6, false, &len);
+	CHECK_EQ_STR(out, "stopping=1\n\n", "... is answered by its own callback");
+	free(out);
+	out = raw("home", "stopp\n\n", 7, false, &len);
+	CHECK_EQ_STR(out, "error=unknown request \"stopp\"\n\n", "... and only its exact name");
+	free(out);
+	for (unsigned i = c->n_extra; i < CTL_MAX_EXTRA; i++)
+		ctl_add_request(c, "x", answer_stop, NULL);
+	CHECK_EQ_INT(ctl_add_request(c, "y", answer_stop, NULL), -ENOSPC, "the table is bounded");
+	CHECK_EQ_INT(f->calls, calls, "show's callback not called for them");
 	out = raw("home", "show\n", 5, true, &len);
 	CHECK_EQ_INT(len, 0, "EOF before the empty line: no reply");
 	free(out);
