@@ -822,7 +822,7 @@ void pathmgr_status(const struct peer *p, struct ctl_out *out, uint64_t now)
 	const struct pathmgr *pm = p->pm;
 	const struct agent *a = p->a;
 	uint8_t om, of;
-	char v[160], l[NA_ENDPOINT_STRLEN], r[NA_ENDPOINT_STRLEN];
+	char v[320], l[NA_ENDPOINT_STRLEN], r[NA_ENDPOINT_STRLEN];
 
 	if (!pm || !pm->attempts)
 		return;

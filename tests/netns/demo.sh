@@ -17,6 +17,9 @@
 # and qdiscs in the root namespace, BPF programs and maps of natagent's
 # (bpftool, if installed), pins under /sys/fs/bpf/natagent, natagent
 # processes; and the demo's own namespaces and agent PIDs, as it printed them.
+# What another lab running at the same time makes is told apart (see ours):
+# its namespaces carry another suffix, its agents name other configs, and
+# its BPF objects are held open by its live agents.
 #
 #   tests/netns/demo.sh
 set -uo pipefail
@@ -72,8 +75,44 @@ snapshot() {
 	live_natagents | sed 's/^/natagent: /'
 }
 
-# leftovers BEFORE: what is in a snapshot now but was not in BEFORE.
-leftovers() { comm -13 <(sort <<<"$1") <(snapshot | sort); }
+# held_bpf: IDs of the BPF programs and maps that live processes hold open
+# (their fds), and the maps of those programs.
+held_bpf() {
+	local ids id
+	ids=$(grep -hs '^\(prog\|map\)_id:' /proc/[0-9]*/fdinfo/* | awk '{ print $2 }' | sort -u)
+	echo "$ids"
+	for id in $(grep -hs '^prog_id:' /proc/[0-9]*/fdinfo/* | awk '{ print $2 }' | sort -u); do
+		bpftool prog show id "$id" 2>/dev/null | sed -nE 's/.*map_ids ([0-9,]+).*/\1/p' | tr , '\n'
+	done
+}
+
+# ours: of the lines on stdin (new since the snapshot), those that can be
+# this run's: others may run labs at the same time, so a namespace without
+# the run's suffix (SUFFIX, once the output named it), a natagent whose
+# command line does not name this test's directory, and a BPF object that a
+# live process holds open (a running agent's) are someone else's. Root
+# namespace links and qdiscs are always this run's: labs never make any.
+ours() {
+	local line held k id
+	held=" $(held_bpf | tr '\n' ' ') "
+	while IFS= read -r line; do
+		case $line in
+		"netns: "*)
+			[[ -n $SUFFIX && $line != *"-$SUFFIX" ]] && continue ;;
+		"natagent: "*)
+			tr '\0' ' ' 2>/dev/null < "/proc/${line#natagent: }/cmdline" | grep -qF -- "$TMP/" || continue ;;
+		"bpf prog: "* | "bpf map: "*)
+			k=${line#bpf * }; id=${k%%:*}
+			[[ $held == *" $id "* ]] && continue ;;
+		esac
+		echo "$line"
+	done
+}
+
+# leftovers BEFORE: what is in a snapshot now, was not in BEFORE, and can be
+# this run's (ours).
+SUFFIX=''
+leftovers() { comm -13 <(sort <<<"$1") <(snapshot | sort) | ours; }
 nothing_left() { [[ -z $(leftovers "$1") ]]; }
 
 # check_clean NAME BEFORE OUTPUT: nothing new since BEFORE (BPF objects are
@@ -81,6 +120,7 @@ nothing_left() { [[ -z $(leftovers "$1") ]]; }
 # namespaces and agents, as OUTPUT names them, gone.
 check_clean() {
 	local name=$1 before=$2 out=$3 nss pids ns p gone=1 bad=''
+	SUFFIX=$(sed -nE 's/.* netns alice-([A-Za-z0-9]{6})$/\1/p' <<<"$out" | head -n1)
 	wait_until 10 nothing_left "$before"
 	if nothing_left "$before"; then tap_ok "$name: nothing left (netns, links, qdiscs, BPF, pins, processes)"
 	else tap_fail "$name: nothing left (netns, links, qdiscs, BPF, pins, processes)" "$(leftovers "$before")"; fi
