@@ -225,6 +225,8 @@ static void on_stream(struct quic_session *s, const uint8_t *data, size_t len)
 		rdvclient_stream(c, data, len);
 	else if (c && c->role == CONN_RDV_REG)
 		rdv_server_stream(c, data, len);
+	else if (c && c->role == CONN_PEER && c->peer)
+		pathmgr_peer_stream(c, data, len);
 }
 
 static void on_datagram(struct quic_session *s, const uint8_t *data, size_t len)
@@ -512,6 +514,7 @@ static void on_discovered(void *arg, struct discovery *d)
 	/* Relayed peers try again with what we now know of our NAT (their
 	 * verdict needs it; the mapped address may be a new candidate). */
 	pathmgr_candidates_changed(a, false);
+	pathmgr_nat_known(a);
 }
 
 /* Learns the public address and the NAT's behaviour from the configured

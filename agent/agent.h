@@ -65,6 +65,11 @@ struct conn {
 	/* Last packet received / sent on a direct (not relayed) path: the
 	 * path manager's silence check reads them. */
 	uint64_t rx_direct, tx_direct;
+	/* CONN_PEER: a partial message on the peer's control stream (NATINFO,
+	 * a few bytes; anything else stops the reading, see pathmgr.c). */
+	uint8_t prx[8];
+	uint8_t prx_len;
+	bool prx_bad;
 };
 
 struct peer {

@@ -704,12 +704,62 @@ static void watch_direct(struct pathmgr *pm)
 	loop_timer_set(p->a->loop, &pm->live, loop_now() + LIVE_TICK);
 }
 
+/* NATINFO: our NAT's behaviour, on the session's own control stream, so
+ * that a peer that punched before our discovery was done still learns it. */
+static void send_natinfo(struct peer *p)
+{
+	struct rdvmsg m = { .type = RDVMSG_NATINFO };
+	uint8_t buf[RDVMSG_HEADER_LEN + 2];
+	size_t n;
+
+	if (!session_up(p) || !p->a->have_report)
+		return;
+	our_nat(p->a, &m.natinfo.mapping, &m.natinfo.filtering);
+	n = rdvmsg_encode(&m, buf, sizeof(buf));
+	if (n && quic_session_stream_send(p->conn->s, buf, n) == 0)
+		conn_mark(p->conn);
+}
+
+void pathmgr_nat_known(struct agent *a)
+{
+	for (unsigned i = 0; i < a->n_peers; i++)
+		send_natinfo(&a->peers[i]);
+}
+
+void pathmgr_peer_stream(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct pathmgr *pm = c->peer->pm;
+	struct rdvmsg m;
+	ssize_t f;
+
+	/* Byte by byte into a small buffer: the messages are tiny, and one
+	 * that cannot be (or is not NATINFO) ends the reading for good. */
+	for (; len && !c->prx_bad; data++, len--) {
+		c->prx[c->prx_len++] = *data;
+		f = rdvmsg_frame(c->prx, c->prx_len, NULL, NULL);
+		if (f == 0 && c->prx_len < sizeof(c->prx))
+			continue;
+		if (f <= 0 || !rdvmsg_decode(&m, c->prx, (size_t)f, NULL) ||
+		    m.type != RDVMSG_NATINFO) {
+			c->prx_bad = true;
+			log_debug("%s: peer %s: unreadable control stream; ignored from now on",
+				  name(pm), c->peer->name);
+			return;
+		}
+		pm->their_mapping = m.natinfo.mapping;
+		pm->their_filtering = m.natinfo.filtering;
+		pm->their_nat_known = true;
+		c->prx_len = 0;
+	}
+}
+
 void pathmgr_session_up(struct peer *p)
 {
 	struct pathmgr *pm = p->pm;
 
 	if (!pm)
 		return;
+	send_natinfo(p);
 	if (!on_relay(p)) {
 		watch_direct(pm);
 		return;

@@ -77,6 +77,12 @@ bool pathmgr_input_stun(struct agent *a, const struct stun_msg *m,
 			const struct na_endpoint *from, const struct na_endpoint *local);
 /* A peer session's path event (validated, failed, migrated). */
 void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct quic_path *path);
+/* Our NAT's behaviour is known (discovery is done): tell every peer with a
+ * session (NATINFO on its control stream), for its verdict. */
+void pathmgr_nat_known(struct agent *a);
+/* Bytes on a peer session's control stream. */
+void pathmgr_peer_stream(struct conn *c, const uint8_t *data, size_t len);
+
 /* The XDP fast path is up: it absorbs keepalives with our peers' tokens. */
 void pathmgr_fastpath_up(struct agent *a);
 /* Status lines for `natctl show`. */

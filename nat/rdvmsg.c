@@ -20,6 +20,7 @@ static const struct { uint16_t min, max; } body_bounds[] = {
 	[RDVMSG_PING]		= { 8, 8 },
 	[RDVMSG_PONG]		= { 8, 8 },
 	[RDVMSG_PRESENT]	= { RDVMSG_KEY_LEN, RDVMSG_KEY_LEN },
+	[RDVMSG_NATINFO]	= { 2, 2 },
 };
 
 _Static_assert(2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN <= RDVMSG_MAX_BODY,
@@ -28,7 +29,7 @@ _Static_assert(RDVMSG_MAX_BODY <= UINT16_MAX, "body length is a u16");
 
 static bool type_known(uint8_t t)
 {
-	return t >= RDVMSG_REGISTER && t <= RDVMSG_PRESENT;
+	return t >= RDVMSG_REGISTER && t <= RDVMSG_NATINFO;
 }
 
 const char *rdvmsg_type_name(uint8_t type)
@@ -42,6 +43,7 @@ const char *rdvmsg_type_name(uint8_t type)
 	case RDVMSG_PING:	return "PING";
 	case RDVMSG_PONG:	return "PONG";
 	case RDVMSG_PRESENT:	return "PRESENT";
+	case RDVMSG_NATINFO:	return "NATINFO";
 	}
 	return "unknown";
 }
@@ -169,6 +171,13 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 		break;
 	case RDVMSG_PRESENT:
 		put(&w, m->present.key, RDVMSG_KEY_LEN);
+		break;
+	case RDVMSG_NATINFO:
+		if (m->natinfo.mapping > RDVMSG_NAT_MAPPING_MAX ||
+		    m->natinfo.filtering > RDVMSG_NAT_FILTERING_MAX)
+			return 0;
+		put8(&w, m->natinfo.mapping);
+		put8(&w, m->natinfo.filtering);
 		break;
 	}
 	if (w.bad)
@@ -400,6 +409,13 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 	case RDVMSG_PRESENT:
 		if (!take(&r, m->present.key, RDVMSG_KEY_LEN))
 			FAIL("truncated PRESENT");
+		break;
+	case RDVMSG_NATINFO:
+		if (!get8(&r, &m->natinfo.mapping) || !get8(&r, &m->natinfo.filtering))
+			FAIL("truncated NATINFO");
+		if (m->natinfo.mapping > RDVMSG_NAT_MAPPING_MAX ||
+		    m->natinfo.filtering > RDVMSG_NAT_FILTERING_MAX)
+			FAIL("unknown NAT behaviour");
 		break;
 	}
 	if (r.off != r.len)

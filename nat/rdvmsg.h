@@ -21,6 +21,9 @@
  *   PING, PONG                   nonce u64
  *   PRESENT    (server -> peer)  key[32]: a peer that lists us, and that we
  *                                list, has just registered
+ *   NATINFO    (peer -> peer, on the peer session's own control stream)
+ *                                mapping u8, filtering u8: what discovery
+ *                                found the sender's NAT does
  *
  * The decoder is strict: a body must have exactly the length its counts and
  * families give, reserved bytes and flags must be zero, so every frame that
@@ -59,6 +62,7 @@ enum rdvmsg_type {
 	RDVMSG_PING		= 6,
 	RDVMSG_PONG		= 7,
 	RDVMSG_PRESENT		= 8,
+	RDVMSG_NATINFO		= 9,
 };
 
 enum rdvmsg_cand_type {
@@ -120,6 +124,10 @@ struct rdvmsg_present {
 	uint8_t key[RDVMSG_KEY_LEN];
 };
 
+struct rdvmsg_natinfo {
+	uint8_t mapping, filtering; /* as in CONNECT */
+};
+
 struct rdvmsg {
 	uint8_t type;	/* enum rdvmsg_type */
 	union {
@@ -130,6 +138,7 @@ struct rdvmsg {
 		struct rdvmsg_error error;
 		struct rdvmsg_ping ping;	/* PING and PONG */
 		struct rdvmsg_present present;
+		struct rdvmsg_natinfo natinfo;
 	};
 };
 

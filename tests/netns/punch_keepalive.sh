@@ -6,7 +6,8 @@
 # every PersistentKeepalive = 2 s), and the far side's XDP absorbs them: its
 # counters show them dropped with reason "keepalive". After 12 s of tunnel
 # silence the direct path still carries a ping at once, with no failover and
-# no new punch, and the routers still hold the mappings.
+# no new punch, and the routers still hold the mappings. Each side's natctl
+# show knows both NATs' behaviour (NATINFO, sent once discovery is done).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -119,6 +120,11 @@ tap_check "still direct on both sides, with no failover" \
 	eval 'direct a && direct b && [[ $(json failovers a) == "$fo0" ]]'
 tap_check "a's router still holds the mapping to b's router" \
 	eval "lab_exec a-gw conntrack -L -p udp 2>/dev/null | grep -q 'dport=$PORT.*$(lab_wan_ip b)\|$(lab_wan_ip b).*dport=$PORT'"
+# Both punched before their discovery was done; NATINFO on the session's
+# control stream told each the other's NAT afterwards.
+pr="endpoint-independent mapping, address-and-port-dependent filtering"
+tap_check "natctl show on a knows both NATs (port-restricted), though the punch came first" \
+	wait_for 10 eval 'show a | grep -qx "  nat: ours $pr; theirs $pr"'
 show a > "$LAB_DIR/show-a.txt" 2>&1
 tap_diag "$(cat "$LAB_DIR/show-a.txt")"
 tap_done

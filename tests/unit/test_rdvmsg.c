@@ -22,7 +22,7 @@ static struct na_endpoint ep6(const char *ip, uint16_t port)
 }
 
 /* One sample of each type, with maximum counts where there are counts. */
-enum { NSAMPLES = 12 };
+enum { NSAMPLES = 13 };
 static struct rdvmsg samples[NSAMPLES];
 
 static void make_samples(void)
@@ -84,6 +84,10 @@ static void make_samples(void)
 	m++;
 	m->type = RDVMSG_PRESENT;
 	memset(m->present.key, 0x77, RDVMSG_KEY_LEN);
+	m++;
+	m->type = RDVMSG_NATINFO;
+	m->natinfo.mapping = 4;
+	m->natinfo.filtering = 3;
 }
 
 static bool msg_equal(const struct rdvmsg *a, const struct rdvmsg *b)
@@ -156,6 +160,10 @@ static void test_round_trip(void)
 			break;
 		case RDVMSG_PRESENT:
 			same = !memcmp(d.present.key, s->present.key, RDVMSG_KEY_LEN);
+			break;
+		case RDVMSG_NATINFO:
+			same = d.natinfo.mapping == s->natinfo.mapping &&
+			       d.natinfo.filtering == s->natinfo.filtering;
 			break;
 		}
 		CHECK(same, "sample %d fields survive the round trip", i);
@@ -381,8 +389,12 @@ static void test_mutations(void)
 	why = NULL;
 	CHECK(rdvmsg_frame(buf, 1, NULL, &why) == -1 && why && !strcmp(why, "unknown message type"),
 	      "type 0 refused from its first byte");
-	buf[0] = 9;
-	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 9 refused");
+	buf[0] = 10;
+	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 10 refused");
+	static const uint8_t natinfo_bad[] = { RDVMSG_NATINFO, 0, 0, 2, 5, 0 };
+	why = NULL;
+	CHECK(!rdvmsg_decode(&d, natinfo_bad, sizeof(natinfo_bad), &why) && why &&
+	      !strcmp(why, "unknown NAT behaviour"), "NATINFO with mapping 5 refused");
 	static const uint8_t huge[] = { RDVMSG_ERROR, 0, 0xff, 0xff };
 	why = NULL;
 	CHECK(rdvmsg_frame(huge, 4, NULL, &why) == -1 && why && !strcmp(why, "body too long"),
