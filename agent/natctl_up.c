@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/config.h"
 #include "agent/ctl.h"
 #include "agent/natctl.h"
 
@@ -34,23 +34,6 @@
 #define UP_TIMEOUT_S 30
 #define DOWN_WAIT_S  15
 #define LOG_TAIL     20
-
-/* "nt0" from "/etc/natagent/nt0.conf" (or from "nt0"). */
-static int iface_of(const char *arg, char *out, size_t len)
-{
-	const char *base = strrchr(arg, '/');
-	size_t n;
-
-	base = base ? base + 1 : arg;
-	n = strlen(base);
-	if (n > 5 && !strcmp(base + n - 5, ".conf"))
-		n -= 5;
-	if (!n || n >= len || n >= IF_NAMESIZE)
-		return -1;
-	memcpy(out, base, n);
-	out[n] = '\0';
-	return 0;
-}
 
 /* natagent next to natctl (the build tree), in ../sbin (an install), else
  * on $PATH. */
@@ -169,7 +152,7 @@ int natctl_up(int argc, char **argv)
 {
 	static const struct option opts[] = { { "timeout", required_argument, NULL, 't' },
 					      { NULL, 0, NULL, 0 } };
-	char iface[32], natagent[PATH_MAX], log[PATH_MAX], line[160] = "", last[160] = "";
+	char iface[CONFIG_NAME_MAX], natagent[PATH_MAX], log[PATH_MAX], line[160] = "", last[160] = "";
 	long timeout = UP_TIMEOUT_S;
 	bool tty = isatty(STDOUT_FILENO), answered = false;
 	struct peers p = { 0 };
@@ -191,7 +174,7 @@ int natctl_up(int argc, char **argv)
 	if (optind != argc - 1)
 		goto usage;
 	file = argv[optind];
-	if (iface_of(file, iface, sizeof(iface)) < 0) {
+	if (!config_name_from_path(iface, file)) {
 		fprintf(stderr, "natctl up: cannot name an interface after '%s'\n", file);
 		return 1;
 	}
@@ -259,7 +242,7 @@ usage:
 
 int natctl_down(int argc, char **argv)
 {
-	char iface[32], path[sizeof(((struct sockaddr_un *)0)->sun_path)], *buf, *pid_at;
+	char iface[CONFIG_NAME_MAX], path[sizeof(((struct sockaddr_un *)0)->sun_path)], *buf, *pid_at;
 	size_t len;
 	long pid = 0;
 
@@ -267,7 +250,7 @@ int natctl_down(int argc, char **argv)
 		fprintf(stderr, "Usage: natctl down IFACE | FILE\n");
 		return 1;
 	}
-	if (iface_of(argv[1], iface, sizeof(iface)) < 0 ||
+	if (!config_name_from_path(iface, argv[1]) ||
 	    ctl_socket_path(path, sizeof(path), iface) < 0) {
 		fprintf(stderr, "natctl down: '%s' names no interface\n", argv[1]);
 		return 1;
