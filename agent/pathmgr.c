@@ -22,9 +22,9 @@
  *
  * A direct path is watched: when DEAD_PTOS probe timeouts in a row went
  * unanswered and nothing came in on it for DEAD_AFTER, the client moves the
- * session back onto the relay
- * and both punch again (a NAT rebinding gave one side a new port, or a
- * router forgot us).
+ * session back onto the relay and both punch again (a NAT rebinding gave
+ * one side a new port, or a router forgot us); the side whose NAT moved
+ * meanwhile learns its new address from the rendezvous and punches at once.
  *
  * Timers, per peer (struct pathmgr):
  *   timer   PM_CONNECT_SENT / PM_WAIT_SYNC: give up after EXCHANGE_TIMEOUT;
@@ -256,7 +256,6 @@ static void initiate(struct pathmgr *pm)
 	rnd(NULL, pm->secret, sizeof(pm->secret));
 	pm->attempts++;
 	pm->have_punch = false;
-	pm->their_nat_known = false;
 	pm->started = pm->connect_sent = loop_now();
 	if (!send_connect(pm, pm->attempt, false)) {
 		attempt_failed(pm, "cannot reach the rendezvous");
@@ -304,9 +303,13 @@ static void build_punch(struct pathmgr *pm, const struct rdvmsg_connect *m, bool
 			punch_cand_priority(PUNCH_CAND_STATIC, 65535) });
 	pm->have_punch = true;
 	pm->their_token = m->token;
-	pm->their_mapping = m->mapping;
-	pm->their_filtering = m->filtering;
-	pm->their_nat_known = true;
+	/* A CONNECT sent before its sender's discovery was done knows
+	 * nothing new: keep what NATINFO or an earlier CONNECT said. */
+	if (m->mapping != NAT_MAPPING_UNKNOWN || m->filtering != NAT_FILTERING_UNKNOWN) {
+		pm->their_mapping = m->mapping;
+		pm->their_filtering = m->filtering;
+		pm->their_nat_known = true;
+	}
 }
 
 static void run_punch(struct pathmgr *pm, uint64_t now);
@@ -318,6 +321,7 @@ static bool lets_anyone_in(uint8_t mapping, uint8_t filtering)
 {
 	return mapping == NAT_MAPPING_NONE || filtering == NAT_FILTERING_EIF;
 }
+
 static void to_relay(struct pathmgr *pm, const char *why);
 
 static void on_timer(void *arg, uint64_t now)
@@ -522,13 +526,12 @@ bool pathmgr_input_stun(struct agent *a, const struct stun_msg *m,
 
 	for (unsigned i = 0; i < a->n_peers; i++) {
 		struct pathmgr *pm = a->peers[i].pm;
+		enum punch_input_result res;
+		char f[NA_ENDPOINT_STRLEN];
 		size_t rlen = 0;
 
 		if (!pm || !pm->have_punch)
 			continue;
-		enum punch_input_result res;
-		char f[NA_ENDPOINT_STRLEN];
-
 		res = punch_input(&pm->punch, m, from, local, now, reply, sizeof(reply), &rlen);
 		if (res != PUNCH_IN_NOT_OURS)
 			log_debug("%s: peer %s: %s from %s", name(pm), pm->p->name,
