@@ -52,6 +52,9 @@ BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps test unit demo bench fuzz clean install
 .DELETE_ON_ERROR:
+# Objects and the skeleton header come from pattern rules; keep them, or make
+# deletes them as intermediates and the XDP test finds no build.
+.SECONDARY:
 
 all: $(BIN)/natagent $(BIN)/natctl $(BPF_OBJ) $(UNIT_BIN) $(BPFT_BIN)
 
