@@ -153,7 +153,7 @@ stop() {
 	for p in "$@"; do [[ -n $p ]] && kill -TERM "$p" 2>/dev/null; done
 	for p in "$@"; do
 		[[ -n $p ]] || continue
-		wait_for 5 sh -c "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null
+		wait_exit "$p" 5 || kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
 }

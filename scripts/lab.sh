@@ -123,6 +123,13 @@ wait_for() {
 	done
 }
 
+# wait_exit PID [TIMEOUT]: wait (default 10 s) until that process is gone.
+# After a TERM, wait for this rather than for a log line: a process that has
+# said it is stopping may still hold its device, port and pins.
+wait_exit() {
+	wait_for "${2:-10}" sh -c "! kill -0 $1 2>/dev/null"
+}
+
 # lab_spawn NS LOGFILE CMD...: start CMD in the background in NS, output to
 # LOGFILE; the PID lands in LAB_LAST_PID and lab_cleanup kills it. (No command
 # substitution: the PID must be recorded in the caller's shell.)

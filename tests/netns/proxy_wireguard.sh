@@ -109,7 +109,7 @@ tap_check "only natagent's QUIC crosses the link, none of WireGuard's own packet
 lab_exec a nft delete table inet wgcheck
 
 kill -TERM "$AGENT_PID_a"
-wait_for 5 grep -q "stopping" "$LAB_DIR/a.log"
+wait_exit "$AGENT_PID_a"
 tap_check "with one agent stopped, the WireGuard tunnel is down" \
 	sh -c "! ip netns exec $(lab_ns a) ping -c1 -W1 10.99.0.2"
 start_agent a
@@ -140,7 +140,7 @@ tap_check "migration: the TCP transfer through the tunnel completes" \
 
 # A wrong pinned key: b expects a key a does not have.
 kill -TERM "$AGENT_PID_a" "$AGENT_PID_b"
-wait_for 5 sh -c "grep -q stopping $LAB_DIR/a.log && grep -q stopping $LAB_DIR/b.log"
+wait_exit "$AGENT_PID_a" && wait_exit "$AGENT_PID_b"
 agent_conf b a "$IP_A" "$(cat "$LAB_DIR/b.pub")"   # b pins its own key for a: wrong
 "$natctl" genkey | "$natctl" pubkey > "$LAB_DIR/wrong.pub"
 agent_conf b a "$IP_A" "$(cat "$LAB_DIR/wrong.pub")"

@@ -37,10 +37,6 @@ conf() {  # NAME ADDR PEER PEER_IP PEER_ADDR
 	CONF
 }
 
-exited() {  # PID: waits (10 s) until that process has gone
-	wait_for 10 sh -c "! kill -0 $1 2>/dev/null"
-}
-
 start() {  # NAME
 	: > "$LAB_DIR/$1.log"
 	lab_spawn "$1" "$LAB_DIR/$1.log" "$natagent" -d -c "$LAB_DIR/$1/nt0.conf"
@@ -95,7 +91,7 @@ tap_check "the same ping from b's own address passes" lab_exec b ping -c1 -W1 10
 
 t0=$(date +%s%N)
 kill -TERM "$PID_b"
-tap_check "b exits on SIGTERM" exited "$PID_b"
+tap_check "b exits on SIGTERM" wait_exit "$PID_b"
 tap_diag "b took $(( ($(date +%s%N) - t0) / 1000000 )) ms to exit"
 tap_check "on exit the TUN device is removed" \
 	sh -c "! ip netns exec $(lab_ns b) ip link show nt0 2>/dev/null"
@@ -103,12 +99,12 @@ tap_check "on exit its routes are removed" \
 	sh -c "! ip netns exec $(lab_ns b) ip route | grep -q 10.77.0"
 start b
 tap_check "b restarted: the tunnel comes back by itself" wait_for 30 lab_exec a ping -c1 -W1 10.77.0.2
-tap_check "a noticed b's restart" \
+tap_check "a noticed b's restart" wait_for 10 \
 	sh -c "grep -qE 'stateless reset|session ended' $LAB_DIR/a.log"
 
 # b pins a key that is not a's: no tunnel, and the logs say why.
 kill -TERM "$PID_b"
-exited "$PID_b"
+wait_exit "$PID_b"
 "$natctl" genkey | "$natctl" pubkey > "$LAB_DIR/a.pub"
 conf b 10.77.0.2 a "$IP_A" 10.77.0.1
 start b
