@@ -14,7 +14,7 @@
  * (Address, AllowedIPs, STUN) are not listed. */
 enum key_id {
 	K_PRIVATE_KEY, K_LISTEN_PORT, K_MODE, K_MTU, K_RENDEZVOUS, K_RENDEZVOUS_KEY,
-	K_PORT_MAPPING, K_FORWARD_TO, K_AUTONAT, K_IDLE,
+	K_PORT_MAPPING, K_PM_LEASE, K_FORWARD_TO, K_AUTONAT, K_IDLE,
 	K_PUBLIC_KEY, K_ENDPOINT, K_KEEPALIVE, K_LOCAL_ENDPOINT,
 	K_LISTEN, K_ALTERNATE, K_MAX_PEERS, K_MSG_RATE, K_RELAY_RATE, K_RELAY_TOTAL, K_COUNT
 };
@@ -85,6 +85,7 @@ void config_init(struct config *cfg)
 	cfg->portmap[1] = PORTMAP_PCP;
 	cfg->portmap[2] = PORTMAP_NATPMP;
 	cfg->n_portmap = 3;
+	cfg->portmap_lease = CONFIG_DEFAULT_PM_LEASE;
 }
 
 void config_free(struct config *cfg)
@@ -318,6 +319,7 @@ static const struct key_def keys[] = {
 	{ "RendezvousKey", SEC_INTERFACE, K_RENDEZVOUS_KEY },
 	{ "STUN", SEC_INTERFACE, -1 },
 	{ "PortMapping", SEC_INTERFACE, K_PORT_MAPPING },
+	{ "PortMappingLease", SEC_INTERFACE, K_PM_LEASE },
 	{ "ForwardTo", SEC_INTERFACE, K_FORWARD_TO },
 	{ "AutoNATService", SEC_INTERFACE, K_AUTONAT },
 	{ "IdleTimeout", SEC_INTERFACE, K_IDLE },
@@ -384,6 +386,11 @@ static void apply_interface(struct config_ctx *ctx, int id, const char *name, co
 		break;
 	case K_PORT_MAPPING:
 		parse_portmap(ctx, name, v);
+		break;
+	case K_PM_LEASE:
+		/* Below 10 s renewals would be most of the traffic; a week is
+		 * the longest lease PCP servers commonly grant. */
+		parse_uint_range(ctx, name, v, 10, 604800, &cfg->portmap_lease);
 		break;
 	case K_FORWARD_TO:
 		cfg->has_forward_to = parse_endpoint(ctx, name, v, &cfg->forward_to);
@@ -809,6 +816,8 @@ static void print_interface(const struct config *cfg, FILE *out, bool with_key)
 	for (unsigned i = 0; i < cfg->n_portmap; i++)
 		fprintf(out, "%s%s", i ? ", " : "", config_portmap_name(cfg->portmap[i]));
 	fprintf(out, "%s\n", cfg->n_portmap ? "" : "off");
+	if (cfg->n_portmap)
+		fprintf(out, "PortMappingLease = %u\n", cfg->portmap_lease);
 	if (cfg->has_forward_to)
 		print_endpoints(out, "ForwardTo", &cfg->forward_to, 1);
 	fprintf(out, "AutoNATService = %s\n", cfg->autonat_service ? "true" : "false");

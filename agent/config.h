@@ -27,6 +27,7 @@ enum portmap_proto { PORTMAP_UPNP, PORTMAP_PCP, PORTMAP_NATPMP, PORTMAP_COUNT };
 #define CONFIG_DEFAULT_MTU        1280
 #define CONFIG_DEFAULT_KEEPALIVE  25  /* seconds, where a NAT needs one */
 #define CONFIG_DEFAULT_IDLE       30  /* seconds of silence before a session is dead */
+#define CONFIG_DEFAULT_PM_LEASE   7200 /* seconds: UPnP IGD's customary lease */
 /* A rendezvous's defaults: room for a large fleet, and relaying that keeps
  * one busy pair from starving the others or the host's uplink. */
 #define CONFIG_RDV_MAX_PEERS      100000
@@ -84,6 +85,7 @@ struct config {
 	/* Port-mapping protocols in the order to prefer them; none = off. */
 	enum portmap_proto portmap[PORTMAP_COUNT];
 	unsigned n_portmap;
+	unsigned portmap_lease; /* seconds asked for; renewed at half */
 	struct na_endpoint forward_to;
 	bool has_forward_to;
 	bool autonat_service;
