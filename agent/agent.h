@@ -8,6 +8,7 @@
  *   pathmgr.c direct paths: punching through the rendezvous, migration,
  *            failover to the relay, keepalives
  *   hostwatch.c the host's addresses (rtnetlink): new candidates
+ *   portmap*.c  port mappings from the router (UPnP IGD, PCP, NAT-PMP)
  *   relay.c  relayed paths: peer sessions carried inside that session
  *   rendezvous.c the rendezvous service, when this agent is one */
 #ifndef NATAGENT_AGENT_AGENT_H
@@ -40,6 +41,7 @@ struct pathmgr;
 struct fastpath;
 struct hostwatch;
 struct rdvmsg;
+struct portmap;
 
 /* What a QUIC session is for. */
 enum conn_role {
@@ -137,6 +139,7 @@ struct agent {
 	struct relay_stats relay;
 	struct fastpath *fp; /* the XDP fast path, when it runs (daemon.c) */
 	struct hostwatch *hostwatch;
+	struct portmap *portmap; /* agent/portmap.h; NULL with PortMapping = off */
 };
 
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop);

@@ -14,6 +14,7 @@
 #include "agent/fastpath.h"
 #include "agent/pathmgr.h"
 #include "agent/log.h"
+#include "agent/portmap.h"
 #include "agent/loop.h"
 #include "agent/rendezvous.h"
 #include "agent/sdnotify.h"
@@ -226,6 +227,9 @@ static int start_agent(struct daemon *d)
 	if (err < 0)
 		log_warn("%s: cannot watch the host's addresses (%s); a new address is noticed "
 			 "only at the next punch attempt", cfg->name, strerror(-err));
+	err = portmap_open(&d->agent);
+	if (err < 0)
+		log_warn("%s: no port mapping: %s", cfg->name, strerror(-err));
 	if (!cfg->has_mode)
 		return 0;
 	if (cfg->mode == MODE_TUN) {
@@ -257,8 +261,10 @@ static void log_rdv_stats(struct daemon *d)
 
 static void stop_agent(struct daemon *d)
 {
-	if (d->agent_open)
+	if (d->agent_open) {
 		hostwatch_close(&d->agent);
+		portmap_close(&d->agent);
+	}
 	if (d->proxy_open)
 		proxy_close(&d->agent);
 	if (d->tun_open)

@@ -4,11 +4,21 @@
 #include <gnutls/gnutls.h>
 #include <nettle/base64.h>
 #include <nettle/eddsa.h>
+#include <stdlib.h>
 #include <string.h>
 
 int key_generate(uint8_t priv[KEY_LEN])
 {
 	return gnutls_rnd(GNUTLS_RND_KEY, priv, KEY_LEN) == 0 ? 0 : -1;
+}
+
+void random_nonce(void *ctx, uint8_t *out, size_t len)
+{
+	(void)ctx;
+	/* Fails only if the library could not initialise its generator, and
+	 * then nothing of ours works: no fallback to weaker bytes. */
+	if (gnutls_rnd(GNUTLS_RND_NONCE, out, len) != 0)
+		abort();
 }
 
 void key_public(uint8_t pub[KEY_LEN], const uint8_t priv[KEY_LEN])

@@ -11,6 +11,7 @@
  *   interface: public_key listen_port mode public_endpoint nat_type
  *     nat_mapping nat_filtering rendezvous rendezvous_state
  *     rendezvous_reflexive rendezvous_age_ms rendezvous_error
+ *     port_mapping (one per protocol PortMapping names, repeated)
  *   peer: allowed_ips path endpoint relay session_age_ms rtt_us tx_bytes
  *     rx_bytes tx_dgrams rx_dgrams drop_too_big drop_full drop_down
  *     drop_spoofed drop_bad last_error punch_attempts punch_state
@@ -25,7 +26,8 @@
  *
  * --json prints one object per reply with the keys above as fields (numbers
  * as numbers, allowed_ips as an array of strings, the pair lines as the
- * array "pairs", absent keys left out),
+ * array "pairs", the port_mapping lines as "port_mappings", absent keys
+ * left out),
  * peers in "peers" (the header as "public_key"), the rendezvous service in
  * "rendezvous_service" (its header as "listen"). `natctl show IFACE --json`
  * prints that object; `natctl show --json` prints an array of them, even of
@@ -446,6 +448,9 @@ static void print_interface(const struct reply *r, const struct section *s)
 		printf("  mode: %s\n", v);
 	print_public(r, s);
 	print_rendezvous(r, s);
+	for (size_t i = s->first; i < s->first + s->n; i++)
+		if (!strcmp(r->kvs[i].key, "port_mapping"))
+			printf("  port mapping: %s\n", r->kvs[i].value);
 }
 
 /* "endpoint: E" when direct, "path: relay via R", "path: none". */
@@ -628,7 +633,7 @@ static const struct jfield iface_fields[] = {
 	{ "nat_mapping", NULL, J_STR }, { "nat_filtering", NULL, J_STR },
 	{ "rendezvous", NULL, J_STR }, { "rendezvous_state", NULL, J_STR },
 	{ "rendezvous_reflexive", NULL, J_STR }, { "rendezvous_age_ms", NULL, J_NUM },
-	{ "rendezvous_error", NULL, J_STR },
+	{ "rendezvous_error", NULL, J_STR }, { "port_mapping", "port_mappings", J_ALL },
 };
 
 static const struct jfield peer_fields[] = {

@@ -45,7 +45,6 @@
  * from idling out (2/3 of the idle timeout, if longer than the NAT's), as
  * the tokens keep the NAT open more cheaply: the far side's kernel drops
  * them without waking its agent. */
-#include <gnutls/crypto.h>
 #include <ifaddrs.h>
 #include <inttypes.h>
 #include <net/if.h>
@@ -59,6 +58,7 @@
 #include "agent/fastpath.h"
 #include "agent/log.h"
 #include "agent/pathmgr.h"
+#include "agent/portmap.h"
 #include "agent/rdvclient.h"
 #include "agent/udp.h"
 
@@ -74,12 +74,6 @@
 _Static_assert(RDVMSG_NAT_MAPPING_MAX == NAT_MAPPING_APDM, "CONNECT's mapping range");
 _Static_assert(RDVMSG_NAT_FILTERING_MAX == NAT_FILTERING_APDF, "CONNECT's filtering range");
 _Static_assert(RDVMSG_MAX_CANDIDATES == PUNCH_MAX_CANDS, "one CONNECT, one side's candidates");
-
-static void rnd(void *ctx, uint8_t *out, size_t len)
-{
-	(void)ctx;
-	gnutls_rnd(GNUTLS_RND_NONCE, out, len);
-}
 
 static const char *name(const struct pathmgr *pm)
 {
@@ -161,11 +155,12 @@ static bool host_usable(const struct agent *a, const struct ifaddrs *ifa, const 
 }
 
 /* Host addresses of the families we have a socket for, then how the
- * rendezvous and discovery saw us. */
+ * router's port mapping, then how the rendezvous and discovery saw us. */
 static void gather(struct agent *a, struct rdvmsg_connect *m)
 {
 	struct ifaddrs *ifs = NULL;
 	struct rdvclient *r = a->rdv;
+	struct na_endpoint mapped;
 
 	m->count = 0;
 	if (getifaddrs(&ifs) == 0) {
@@ -181,6 +176,10 @@ static void gather(struct agent *a, struct rdvmsg_connect *m)
 		}
 		freeifaddrs(ifs);
 	}
+	/* The router forwards it to us whoever sends: the one candidate a
+	 * peer reaches without a synchronized punch. */
+	if (portmap_external(a, &mapped))
+		add_local(m, RDVMSG_CAND_MAPPED, &mapped);
 	if (r && r->have_srflx)
 		add_local(m, RDVMSG_CAND_SRFLX, &r->srflx);
 	if (a->have_report && a->report.has_mapped)
@@ -252,8 +251,8 @@ static void initiate(struct pathmgr *pm)
 
 	if (pm->phase != PM_IDLE || !rdvclient_uplink(p->a) || !wants_direct(pm))
 		return;
-	rnd(NULL, (uint8_t *)&pm->attempt, sizeof(pm->attempt));
-	rnd(NULL, pm->secret, sizeof(pm->secret));
+	random_nonce(NULL, (uint8_t *)&pm->attempt, sizeof(pm->attempt));
+	random_nonce(NULL, pm->secret, sizeof(pm->secret));
 	pm->attempts++;
 	pm->have_punch = false;
 	pm->started = pm->connect_sent = loop_now();
@@ -280,7 +279,7 @@ static void build_punch(struct pathmgr *pm, const struct rdvmsg_connect *m, bool
 	struct punch_params prm = {
 		.initiator = initiator,
 		.attempt = pm->attempt,
-		.rand = rnd,
+		.rand = random_nonce,
 	};
 	static struct rdvmsg ours;
 
@@ -320,6 +319,21 @@ static void run_punch(struct pathmgr *pm, uint64_t now);
 static bool lets_anyone_in(uint8_t mapping, uint8_t filtering)
 {
 	return mapping == NAT_MAPPING_NONE || filtering == NAT_FILTERING_EIF;
+}
+
+/* Their CONNECT offers a port their router maps for them: reachable by
+ * anyone, whatever their NAT's filtering. */
+static bool offers_mapped(const struct rdvmsg_connect *m)
+{
+	for (unsigned i = 0; i < m->count; i++)
+		if (m->cand[i].type == RDVMSG_CAND_MAPPED)
+			return true;
+	return false;
+}
+
+static bool fire_at_once(const struct rdvmsg_connect *m)
+{
+	return lets_anyone_in(m->mapping, m->filtering) || offers_mapped(m);
 }
 
 static void to_relay(struct pathmgr *pm, const char *why);
@@ -371,7 +385,7 @@ void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
 			return;
 		}
 		pm->phase = PM_PUNCHING;
-		pm->fire_at = lets_anyone_in(m->mapping, m->filtering) ? now : now + pm->rtt / 2;
+		pm->fire_at = fire_at_once(m) ? now : now + pm->rtt / 2;
 		loop_timer_set(a->loop, &pm->timer, pm->fire_at);
 		log_debug("%s: peer %s: rendezvous round trip %" PRIu64 " us; SYNC sent", a->cfg->name,
 			  p->name, pm->rtt / 1000);
@@ -392,13 +406,13 @@ void pathmgr_on_connect(struct agent *a, const struct rdvmsg_connect *m)
 	pm->attempts++;
 	pm->started = now;
 	pm->rtt = (uint64_t)m->rtt_us * 1000;
-	rnd(NULL, pm->secret, sizeof(pm->secret));
+	random_nonce(NULL, pm->secret, sizeof(pm->secret));
 	build_punch(pm, m, false);
 	if (!send_connect(pm, pm->attempt, true)) {
 		attempt_failed(pm, "cannot reach the rendezvous");
 		return;
 	}
-	if (lets_anyone_in(m->mapping, m->filtering)) {
+	if (fire_at_once(m)) {
 		/* Theirs lets us in: no need to wait for SYNC. */
 		pm->phase = PM_PUNCHING;
 		pm->fire_at = now;
@@ -598,7 +612,7 @@ static void send_keepalive(struct pathmgr *pm, const struct quic_path *path, uin
 	uint8_t txid[STUN_TXID_LEN], r12[12], buf[64];
 	size_t n;
 
-	rnd(NULL, r12, sizeof(r12));
+	random_nonce(NULL, r12, sizeof(r12));
 	stun_txid_set(txid, r12);
 	n = stun_build_keepalive(buf, sizeof(buf), txid, pm->their_token, true);
 	na_endpoint_from_sockaddr(&local, (const struct sockaddr *)&path->local);
@@ -876,6 +890,7 @@ void pathmgr_status(const struct peer *p, struct ctl_out *out, uint64_t now)
 	const struct agent *a = p->a;
 	uint8_t om, of;
 	char v[320], l[NA_ENDPOINT_STRLEN], r[NA_ENDPOINT_STRLEN];
+	const struct punch_pair *sel;
 
 	if (!pm || !pm->attempts)
 		return;
@@ -912,9 +927,14 @@ void pathmgr_status(const struct peer *p, struct ctl_out *out, uint64_t now)
 			ctl_printf(out, " (%s)", na_endpoint_str(&pr->answered_from, r, sizeof(r)));
 		ctl_printf(out, "\n");
 	}
-	punch_verdict(om, of, pm->their_nat_known ? pm->their_mapping : NAT_MAPPING_UNKNOWN,
-		      pm->their_nat_known ? pm->their_filtering : NAT_FILTERING_UNKNOWN,
-		      punch_state(&pm->punch) == PUNCH_SUCCEEDED, v, sizeof(v));
+	sel = punch_selected(&pm->punch);
+	if (sel && pm->punch.remote[sel->remote].type == PUNCH_CAND_MAPPED)
+		snprintf(v, sizeof(v), "direct path: the peer's router forwards a port mapped for "
+			 "it; no synchronized punch needed");
+	else
+		punch_verdict(om, of, pm->their_nat_known ? pm->their_mapping : NAT_MAPPING_UNKNOWN,
+			      pm->their_nat_known ? pm->their_filtering : NAT_FILTERING_UNKNOWN,
+			      punch_state(&pm->punch) == PUNCH_SUCCEEDED, v, sizeof(v));
 	ctl_put(out, "verdict", v);
 }
 
@@ -928,7 +948,7 @@ struct pathmgr *pathmgr_new(struct peer *p)
 		return NULL;
 	pm->p = p;
 	while (!pm->our_token)
-		rnd(NULL, (uint8_t *)&pm->our_token, sizeof(pm->our_token));
+		random_nonce(NULL, (uint8_t *)&pm->our_token, sizeof(pm->our_token));
 	loop_timer_init(&pm->timer, on_timer, pm);
 	loop_timer_init(&pm->retry, on_retry, pm);
 	loop_timer_init(&pm->live, on_live, pm);

@@ -7,6 +7,7 @@
 #include "agent/agent.h"
 #include "agent/ctl.h"
 #include "agent/pathmgr.h"
+#include "agent/portmap.h"
 #include "agent/rdvclient.h"
 #include "agent/rendezvous.h"
 #include "agent/status.h"
@@ -56,6 +57,7 @@ static void interface(struct agent *a, struct ctl_out *out, uint64_t now)
 		if (r->error[0])
 			ctl_put(out, "rendezvous_error", r->error);
 	}
+	portmap_status(a, out, now);
 }
 
 static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
