@@ -85,7 +85,7 @@ void autonat_peer_limit_init(struct tbucket *peer, uint64_t now)
 static uint8_t judge(const struct autonat_server *s, const struct na_ip *observed,
 		     const struct na_endpoint *t)
 {
-	if (!s->family || t->ip.family != s->family)
+	if (!s->family)
 		return RDVMSG_DIAL_UNAVAILABLE;
 	/* Before "not yours": a private target is refused as such even when
 	 * its IP also differs, which is the more useful thing to say. */
@@ -93,6 +93,9 @@ static uint8_t judge(const struct autonat_server *s, const struct na_ip *observe
 		return RDVMSG_DIAL_PRIVATE;
 	if (!na_ip_equal(&t->ip, observed))
 		return RDVMSG_DIAL_NOT_YOURS;
+	/* Ours, but the second address is of the other family. */
+	if (t->ip.family != s->family)
+		return RDVMSG_DIAL_UNAVAILABLE;
 	return RDVMSG_DIAL_DIALED;
 }
 

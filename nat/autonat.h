@@ -22,10 +22,12 @@
  *    240/4 and broadcast; ::, ::1, ::ffff:0:0/96, fc00::/7, fe80::/10,
  *    ff00::/8; 198.18.0.0/15 is public here, the lab's internet); an IP
  *    other than the one the server sees the requester at (NOT_YOURS: no
- *    reflection onto third parties); then, for a request that would dial
- *    anything, the rate limits (RATE_LIMITED): per requester and in all,
- *    token buckets of AUTONAT_PEER_PER_MIN and AUTONAT_TOTAL_PER_MIN
- *    requests a minute (libp2p AutoNAT v2's defaults), each starting full.
+ *    reflection onto third parties); the requester's own IP when the
+ *    second address is of the other family (UNAVAILABLE); then, for a
+ *    request that would dial anything, the rate limits (RATE_LIMITED): per
+ *    requester and in all, token buckets of AUTONAT_PEER_PER_MIN and
+ *    AUTONAT_TOTAL_PER_MIN requests a minute (libp2p AutoNAT v2's
+ *    defaults), each starting full.
  *    A request dials at most RDVMSG_MAX_DIAL addresses with one datagram
  *    each: AUTONAT_MAX_BYTES per request, whatever it asks.
  *
