@@ -153,7 +153,10 @@ static void test_policy(void)
 	CHECK_EQ_INT(decide1(&s4, &peer, "198.18.4.1", ep("10.4.0.2", 41001), 0),
 		     RDVMSG_DIAL_PRIVATE, "a private target at another IP: private comes first");
 	CHECK_EQ_INT(decide1(&s4, &peer, "2001:db8::1", ep("2001:db8::1", 41001), 0),
-		     RDVMSG_DIAL_UNAVAILABLE, "a target of another family than the dialer's: unavailable");
+		     RDVMSG_DIAL_UNAVAILABLE,
+		     "the requester's own IP, of another family than the dialer's: unavailable");
+	CHECK_EQ_INT(decide1(&s4, &peer, "198.18.4.1", ep("2001:db8::1", 41001), 0),
+		     RDVMSG_DIAL_NOT_YOURS, "an IPv6 address of a requester seen on IPv4: not yours");
 	CHECK_EQ_INT(decide1(&none, &peer, "198.18.4.1", ep("198.18.4.1", 41001), 0),
 		     RDVMSG_DIAL_UNAVAILABLE, "no second address: unavailable");
 	CHECK_EQ_INT(decide1(&none, &peer, "198.18.4.1", ep("10.0.0.1", 41001), 0),
