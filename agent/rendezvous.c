@@ -17,9 +17,8 @@
  * Bounds: per registered peer a record of ~180 bytes plus 32 per accepted
  * key (at most RDV_MAX_KEYS), a partial frame buffer only while a frame is
  * incomplete, and token buckets for its messages, relayed bytes and
- * DIALREQs; in
- * all, MaxPeers registrations and RDV_MAX_HANDSHAKES sessions still in
- * their handshake (quic_demux_set_limits). */
+ * DIALREQs; in all, MaxPeers registrations and RDV_MAX_HANDSHAKES sessions
+ * still in their handshake (quic_demux_set_limits). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -292,7 +291,7 @@ static void on_message(struct rdv_server *sv, struct rdv_reg *reg, struct rdvmsg
 		rdv_autonat_request(reg->conn, &reg->autonat, &m->dialreq);
 		break;
 	default:
-		break; /* REGISTERED, ERROR, PONG: nothing to do */
+		break; /* REGISTERED, ERROR, PONG, DIALRESP: nothing to do */
 	}
 }
 
