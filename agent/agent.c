@@ -348,16 +348,19 @@ static void input_quic(struct agent *a, const struct agent_sock *sock, struct ud
 	relay_drain(a);
 }
 
-/* STUN on the shared port: our own discovery's answers, else requests from
- * others, answered with their reflexive address (peers measure RTT and
- * learn addresses this way; the XDP program answers these first when it
- * runs). */
+/* STUN on the shared port: AutoNAT dial-backs to us, our own discovery's
+ * answers, else requests from others, answered with their reflexive
+ * address (peers measure RTT and learn addresses this way; the XDP program
+ * answers these first when it runs). */
 static void input_stun(struct agent *a, const struct agent_sock *sock, struct udp_msg *m)
 {
 	struct stun_server_config sc = { .primary = { m->local, sock->port } };
 	struct stun_server_reply r;
 	struct stun_msg msg;
 
+	/* AutoNAT dial-backs first: a fixed-size indication, cheap to rule out. */
+	if (autonat_input(a, m->buf, m->len, &m->from))
+		return;
 	if (a->disc_running && sock == &a->socks[0] &&
 	    discovery_input(&a->disc, m->buf, m->len, &m->from))
 		return;
@@ -515,6 +518,7 @@ static void on_discovered(void *arg, struct discovery *d)
 	 * verdict needs it; the mapped address may be a new candidate). */
 	pathmgr_candidates_changed(a, false);
 	pathmgr_nat_known(a);
+	autonat_discovered(a);
 }
 
 /* Learns the public address and the NAT's behaviour from the configured

@@ -9,8 +9,11 @@
  *            failover to the relay, keepalives
  *   hostwatch.c the host's addresses (rtnetlink): new candidates
  *   portmap*.c  port mappings from the router (UPnP IGD, PCP, NAT-PMP)
+ *   autonat.c the reachability of our addresses (AutoNAT dial-backs
+ *            through the rendezvous), for us and other modules
  *   relay.c  relayed paths: peer sessions carried inside that session
- *   rendezvous.c the rendezvous service, when this agent is one */
+ *   rendezvous.c the rendezvous service, when this agent is one;
+ *            rdv_autonat.c its AutoNAT dial-backs */
 #ifndef NATAGENT_AGENT_AGENT_H
 #define NATAGENT_AGENT_AGENT_H
 
@@ -18,6 +21,7 @@
 #include "agent/discovery.h"
 #include "agent/loop.h"
 #include "agent/stunsvc.h"
+#include "nat/autonat.h"
 #include "quic/demux.h"
 #include "quic/session.h"
 
@@ -40,8 +44,10 @@ struct rdv_reg;
 struct pathmgr;
 struct fastpath;
 struct hostwatch;
+struct autonat;
 struct rdvmsg;
 struct portmap;
+struct ctl_out;
 
 /* What a QUIC session is for. */
 enum conn_role {
@@ -140,6 +146,7 @@ struct agent {
 	struct fastpath *fp; /* the XDP fast path, when it runs (daemon.c) */
 	struct hostwatch *hostwatch;
 	struct portmap *portmap; /* agent/portmap.h; NULL with PortMapping = off */
+	struct autonat *autonat; /* with a rendezvous to ask (autonat.c) */
 };
 
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop);
@@ -206,10 +213,67 @@ bool rdvclient_can_relay(struct agent *a);
 struct conn *rdvclient_uplink(struct agent *a);
 
 /* hostwatch.c: the host's addresses, watched; a change makes relayed peers
- * punch again with the new candidates. 0 (nothing opened) without peers or
- * a rendezvous. */
+ * punch again with the new candidates and reachability be checked again. 0
+ * (nothing opened) without a rendezvous. */
 int hostwatch_open(struct agent *a);
 void hostwatch_close(struct agent *a);
+
+/* autonat.c: which of our addresses the world can reach, asked of the
+ * rendezvous (its AutoNAT service dials each back from its second
+ * address; nat/autonat.h has the rules). The agent watches the reflexive
+ * address the rendezvous sees, discovery's mapped address and the host's
+ * own addresses; other modules add theirs.
+ *
+ * For the port-mapping module, say:
+ *   autonat_watch(a, &mapped_external, AUTONAT_BY_PORTMAP);
+ *   autonat_on_change(a, on_reach, pm);   -- on_reach(pm, ep, now, was)
+ *   ... autonat_reach(a, &mapped_external) == AUTONAT_PRIVATE: the router
+ *       dropped the mapping: map again, then autonat_recheck(a, &ep);
+ *   autonat_unwatch(a, &old_external, AUTONAT_BY_PORTMAP) when it changes.
+ * An address is checked at once when it is first watched, then in a quick
+ * burst until AUTONAT_AGREE results agree, then every AUTONAT_RECHECK; its
+ * verdict (unknown, public, private) changes only on AUTONAT_AGREE agreeing
+ * results, and every change is logged and reported to each callback, in
+ * the loop, after the result that made it. Callbacks must not unwatch from
+ * inside (they may watch and recheck). */
+enum autonat_owner {
+	AUTONAT_BY_RENDEZVOUS,	/* how the rendezvous sees us (agent-owned) */
+	AUTONAT_BY_DISCOVERY,	/* discovery's mapped address (agent-owned) */
+	AUTONAT_BY_HOST,	/* the host's own addresses (agent-owned) */
+	AUTONAT_BY_PORTMAP,	/* a mapping the router gave us */
+	AUTONAT_BY_OTHER,
+};
+typedef void (*autonat_change_fn)(void *arg, const struct na_endpoint *ep,
+				  enum autonat_reach now, enum autonat_reach was);
+/* 0 (nothing opened) without a rendezvous to ask. */
+int autonat_open(struct agent *a);
+void autonat_close(struct agent *a);
+/* Starts checking ep for owner (another owner may watch it too: one
+ * check serves both). 0; -EOPNOTSUPP when there is no rendezvous to ask
+ * (its reachability stays unknown); -ENOSPC when AUTONAT_MAX_ADDRS are
+ * watched; -EINVAL for no family or port 0. */
+int autonat_watch(struct agent *a, const struct na_endpoint *ep, enum autonat_owner who);
+/* Stops owner's interest; the address and its history go with the last. */
+void autonat_unwatch(struct agent *a, const struct na_endpoint *ep, enum autonat_owner who);
+/* The verdict now; AUTONAT_UNKNOWN for an address not watched. */
+enum autonat_reach autonat_reach(struct agent *a, const struct na_endpoint *ep);
+/* Called on every change of any watched address's verdict; up to 4.
+ * -ENOSPC past that, -EOPNOTSUPP without a rendezvous. */
+int autonat_on_change(struct agent *a, autonat_change_fn fn, void *arg);
+/* Check ep (NULL: every address) again at once, keeping its history: the
+ * verdict still changes only on AUTONAT_AGREE agreeing results. */
+void autonat_recheck(struct agent *a, const struct na_endpoint *ep);
+/* Hooks of the agent's own modules. */
+void autonat_registered(struct agent *a, const struct na_endpoint *srflx);
+void autonat_rdv_down(struct agent *a);
+void autonat_discovered(struct agent *a);
+void autonat_hosts_changed(struct agent *a);
+void autonat_dialresp(struct agent *a, const struct rdvmsg_dialresp *m);
+/* A datagram on a shared socket: true if it was a dial-back (taken). */
+bool autonat_input(struct agent *a, const uint8_t *buf, size_t len,
+		   const struct na_endpoint *from);
+/* `natctl show` lines: reachability= per address. */
+void autonat_status(struct agent *a, struct ctl_out *out, uint64_t now);
 
 /* relay.c: a relayed path is an ordinary QUIC path between two addresses
  * of the discard prefix 100::/64 (RFC 6666), never on a wire: ours, and
@@ -235,6 +299,13 @@ void rdv_server_datagram(struct conn *c, const uint8_t *data, size_t len);
 void rdv_server_dead(struct conn *c);
 /* The registered peer's session moved to a new path (a new NAT mapping). */
 void rdv_server_path(struct conn *c);
+/* rdv_autonat.c: the service's AutoNAT side. rdv_autonat_open opens the
+ * dial-back socket (on AlternateListen's IP, a port of its own; none
+ * without AlternateListen: every address is then "unavailable"). */
+int rdv_autonat_open(struct agent *a);
+void rdv_autonat_close(struct agent *a);
+void rdv_autonat_request(struct conn *c, struct tbucket *limit,
+			 const struct rdvmsg_dialreq *m);
 
 /* proxy.c */
 int proxy_open(struct agent *a);

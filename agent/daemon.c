@@ -219,6 +219,8 @@ static int start_agent(struct daemon *d)
 	if (peers_open(&d->agent) < 0)
 		return -1;
 	d->peers_open = true;
+	if (autonat_open(&d->agent) < 0)
+		return -1;
 	if (rdvclient_open(&d->agent) < 0)
 		return -1;
 	/* Without it peers still punch, with the addresses of each attempt's
@@ -243,6 +245,7 @@ static int start_agent(struct daemon *d)
 static void log_rdv_stats(struct daemon *d)
 {
 	const struct rdv_stats *st = &d->agent.rdvsrv->st;
+	const struct autonat_server_stats *an = &d->agent.rdvsrv->an.st;
 
 	log_info("%s: rendezvous: %llu registered, %llu registrations, %llu messages "
 		 "(%llu forwarded), relayed %llu datagrams (%llu bytes); dropped: %llu to "
@@ -257,6 +260,11 @@ static void log_rdv_stats(struct daemon *d)
 		 (unsigned long long)st->dropped_full,
 		 (unsigned long long)quic_demux_refused(d->agent.demux),
 		 (unsigned long long)st->refused_keys, (unsigned long long)st->replaced);
+	log_info("%s: rendezvous AutoNAT: %llu requests, %llu addresses dialed; refused: %llu "
+		 "not the requester's, %llu private, %llu rate limited, %llu unavailable",
+		 d->cfg->name, (unsigned long long)an->requests, (unsigned long long)an->dialed,
+		 (unsigned long long)an->not_yours, (unsigned long long)an->private_,
+		 (unsigned long long)an->rate_limited, (unsigned long long)an->unavailable);
 }
 
 static void stop_agent(struct daemon *d)
@@ -264,6 +272,7 @@ static void stop_agent(struct daemon *d)
 	if (d->agent_open) {
 		hostwatch_close(&d->agent);
 		portmap_close(&d->agent);
+		autonat_close(&d->agent);
 	}
 	if (d->proxy_open)
 		proxy_close(&d->agent);

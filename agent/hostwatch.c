@@ -1,6 +1,7 @@
 /* The host's own addresses, watched (rtnetlink): an address that comes or
  * goes is a candidate that comes or goes, so relayed peers punch again at
- * once with the new list instead of at their next retry.
+ * once with the new list instead of at their next retry, and reachability
+ * is checked again (autonat.c).
  *
  * Timer: settle, SETTLE after the last change of a burst (DHCP, an
  * interface coming up, IPv6 autoconfiguration all add several at once). */
@@ -32,6 +33,7 @@ static void on_settle(void *arg, uint64_t now)
 	(void)now;
 	log_info("%s: host addresses changed; looking for direct paths again", h->a->cfg->name);
 	pathmgr_candidates_changed(h->a, true);
+	autonat_hosts_changed(h->a);
 }
 
 static void on_addr(void *ctx, const struct nl_addr_event *ev)
@@ -68,8 +70,8 @@ int hostwatch_open(struct agent *a)
 	struct hostwatch *h;
 	int err;
 
-	if (!a->n_peers || !a->cfg->has_rendezvous)
-		return 0; /* nobody to punch to */
+	if (!a->cfg->has_rendezvous)
+		return 0; /* nobody to punch to, nobody to check reachability with */
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;

@@ -12,6 +12,11 @@
  *     nat_mapping nat_filtering rendezvous rendezvous_state
  *     rendezvous_reflexive rendezvous_age_ms rendezvous_error
  *     port_mapping (one per protocol PortMapping names, repeated)
+ *     reachability (one per watched address, repeated; its value is
+ *       "EP STATE arrived=OK/N [checked_ms=MS] [refused=WORD asked_ms=MS]
+ *       by=OWNER,...": STATE unknown|public|private, OK of the last N (<= 3)
+ *       dial-backs arrived, WORD not-ours|private|rate-limited|unavailable,
+ *       OWNER rendezvous|discovery|host|portmap|other; agent/autonat.c)
  *   peer: allowed_ips path endpoint relay session_age_ms rtt_us tx_bytes
  *     rx_bytes tx_dgrams rx_dgrams drop_too_big drop_full drop_down
  *     drop_spoofed drop_bad last_error punch_attempts punch_state
@@ -20,14 +25,19 @@
  *     nat_ours nat_theirs pair (one per candidate pair, repeated) verdict
  *   rendezvous_service: registered_peers relayed_dgrams relayed_bytes
  *     dropped_unknown dropped_not_allowed dropped_rate dropped_bad
+ *     autonat_from (the dial-backs' source, or "none") autonat_requests
+ *     autonat_dialed autonat_refused_not_yours autonat_refused_private
+ *     autonat_rate_limited autonat_unavailable (addresses, but requests)
  *
  * error= anywhere is the daemon saying the reply is not whole; natctl prints
  * what it got, names the error and exits 1.
  *
  * --json prints one object per reply with the keys above as fields (numbers
  * as numbers, allowed_ips as an array of strings, the pair lines as the
- * array "pairs", the port_mapping lines as "port_mappings", absent keys
- * left out),
+ * array "pairs", the port_mapping lines as "port_mappings", the
+ * reachability lines as the array "reachability" of
+ * objects {address, state, arrived, results, checked_ms, refused, asked_ms,
+ * by}, absent keys left out),
  * peers in "peers" (the header as "public_key"), the rendezvous service in
  * "rendezvous_service" (its header as "listen"). `natctl show IFACE --json`
  * prints that object; `natctl show --json` prints an array of them, even of
@@ -35,6 +45,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +66,7 @@
  * arrives rather than ours. */
 #define SHOW_REPLY_MAX  (CTL_REPLY_MAX + (1u << 20))
 #define SHOW_BUF_START  (64u << 10)
+#define NATCTL_REACH_LEN 64 /* an endpoint's text, and then some */
 
 struct kv {
 	const char *key, *value;
@@ -435,6 +447,80 @@ static void print_rendezvous(const struct reply *r, const struct section *s)
 	printf("  rendezvous: %s\n", p.buf);
 }
 
+/* One reachability= value cut into its parts (see the top comment). */
+struct reach {
+	char address[NATCTL_REACH_LEN], state[16], refused[16], by[64];
+	uint64_t ok, n, checked_ms, asked_ms;
+	bool has_checked, has_asked, has_counts;
+};
+
+static void reach_parse(const char *v, struct reach *o)
+{
+	char buf[NATCTL_REACH_LEN * 4], *save = NULL, *t;
+	int i = 0;
+
+	memset(o, 0, sizeof(*o));
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save), i++) {
+		char *eq = strchr(t, '=');
+
+		if (i == 0)
+			snprintf(o->address, sizeof(o->address), "%s", t);
+		else if (i == 1 && !eq)
+			snprintf(o->state, sizeof(o->state), "%s", t);
+		else if (!eq)
+			continue;
+		else if (!strncmp(t, "arrived=", 8))
+			o->has_counts = sscanf(eq + 1, "%" SCNu64 "/%" SCNu64, &o->ok, &o->n) == 2;
+		else if (!strncmp(t, "checked_ms=", 11))
+			o->has_checked = parse_u64(eq + 1, &o->checked_ms);
+		else if (!strncmp(t, "asked_ms=", 9))
+			o->has_asked = parse_u64(eq + 1, &o->asked_ms);
+		else if (!strncmp(t, "refused=", 8))
+			snprintf(o->refused, sizeof(o->refused), "%s", eq + 1);
+		else if (!strncmp(t, "by=", 3))
+			snprintf(o->by, sizeof(o->by), "%s", eq + 1);
+	}
+}
+
+static const char *refused_text(const char *w)
+{
+	if (!strcmp(w, "not-ours"))
+		return "the rendezvous sees us at another IP";
+	if (!strcmp(w, "private"))
+		return "a private address, never dialed";
+	if (!strcmp(w, "rate-limited"))
+		return "rate limited at the rendezvous";
+	if (!strcmp(w, "unavailable"))
+		return "the rendezvous has no second address to dial from";
+	return w;
+}
+
+/* "198.18.4.1:41001 public (3 of 3 dial-backs arrived), checked 12
+ * seconds ago", or why it is not known. */
+static void print_reach(const char *v)
+{
+	struct reach o;
+	struct parts p = { .n = 0 };
+	char t[160];
+
+	reach_parse(v, &o);
+	if (o.has_counts && o.n)
+		part(&p, "%s %s (%llu of %llu dial-backs arrived)", o.address, o.state,
+		     (unsigned long long)o.ok, (unsigned long long)o.n);
+	else
+		part(&p, "%s %s", o.address, o.state);
+	if (o.has_checked)
+		part(&p, "checked %s", ago(o.checked_ms, t, sizeof(t)));
+	if (o.refused[0])
+		part(&p, "%s%s", o.has_checked ? "last asked: " : "", refused_text(o.refused));
+	if (o.refused[0] && o.has_asked)
+		part(&p, "asked %s", ago(o.asked_ms, t, sizeof(t)));
+	if (!o.has_checked && !o.refused[0])
+		part(&p, "not checked yet");
+	printf("  reachability: %s\n", p.buf);
+}
+
 static void print_interface(const struct reply *r, const struct section *s)
 {
 	const char *v;
@@ -451,6 +537,9 @@ static void print_interface(const struct reply *r, const struct section *s)
 	for (size_t i = s->first; i < s->first + s->n; i++)
 		if (!strcmp(r->kvs[i].key, "port_mapping"))
 			printf("  port mapping: %s\n", r->kvs[i].value);
+	for (size_t i = s->first; i < s->first + s->n; i++)
+		if (!strcmp(r->kvs[i].key, "reachability"))
+			print_reach(r->kvs[i].value);
 }
 
 /* "endpoint: E" when direct, "path: relay via R", "path: none". */
@@ -584,6 +673,40 @@ static void print_peer(const struct reply *r, const struct section *s)
 	print_punch(r, s);
 }
 
+static const struct counter autonat_refusals[] = {
+	{ "autonat_refused_not_yours", "not the requester's address" },
+	{ "autonat_refused_private", "private" },
+	{ "autonat_rate_limited", "rate limited" },
+	{ "autonat_unavailable", "unavailable" },
+};
+
+/* "autonat: dial-backs from A:P, 12 requests, 20 addresses dialed" and,
+ * when any, "autonat refused: 1 not the requester's address, ...". */
+static void print_autonat(const struct reply *r, const struct section *s)
+{
+	const char *from = get(r, s, "autonat_from");
+	struct parts p = { .n = 0 };
+	uint64_t req = get_u64_or0(r, s, "autonat_requests"), dialed = get_u64_or0(r, s, "autonat_dialed");
+
+	if (!from)
+		return;
+	if (!strcmp(from, "none"))
+		part(&p, "unavailable (no AlternateListen to dial back from)");
+	else
+		part(&p, "dial-backs from %s", from);
+	part(&p, "%llu request%s", (unsigned long long)req, req == 1 ? "" : "s");
+	part(&p, "%llu address%s dialed", (unsigned long long)dialed, dialed == 1 ? "" : "es");
+	printf("  autonat: %s\n", p.buf);
+	p.n = 0;
+	for (size_t i = 0; i < sizeof(autonat_refusals) / sizeof(*autonat_refusals); i++) {
+		uint64_t v = get_u64_or0(r, s, autonat_refusals[i].key);
+		if (v)
+			part(&p, "%llu %s", (unsigned long long)v, autonat_refusals[i].text);
+	}
+	if (p.n)
+		printf("  autonat refused: %s\n", p.buf);
+}
+
 static void print_service(const struct reply *r, const struct section *s)
 {
 	uint64_t n, dgrams = 0, octets = 0;
@@ -599,6 +722,7 @@ static void print_service(const struct reply *r, const struct section *s)
 		printf("  relayed: %llu datagram%s, %s\n", (unsigned long long)dgrams,
 		       dgrams == 1 ? "" : "s", natctl_bytes(octets, b, sizeof(b)));
 	print_drops(r, s, service_drops, sizeof(service_drops) / sizeof(*service_drops));
+	print_autonat(r, s);
 }
 
 static void print_text(struct reply *r)
@@ -659,6 +783,10 @@ static const struct jfield service_fields[] = {
 	{ "relayed_dgrams", NULL, J_NUM }, { "relayed_bytes", NULL, J_NUM },
 	{ "dropped_unknown", NULL, J_NUM }, { "dropped_not_allowed", NULL, J_NUM },
 	{ "dropped_rate", NULL, J_NUM }, { "dropped_bad", NULL, J_NUM },
+	{ "autonat_from", NULL, J_STR }, { "autonat_requests", NULL, J_NUM },
+	{ "autonat_dialed", NULL, J_NUM }, { "autonat_refused_not_yours", NULL, J_NUM },
+	{ "autonat_refused_private", NULL, J_NUM }, { "autonat_rate_limited", NULL, J_NUM },
+	{ "autonat_unavailable", NULL, J_NUM },
 };
 
 /* Length of the valid UTF-8 sequence at s, 0 if there is none: JSON must be
@@ -785,6 +913,45 @@ static void json_fields(const struct reply *r, const struct section *s, const st
 	}
 }
 
+/* "reachability": [{...}, ...] from the interface's reachability= lines;
+ * nothing when there are none. */
+static void json_reach(const struct reply *r, const struct section *s, int in, bool *first)
+{
+	bool any = false;
+
+	for (size_t i = s->first; i < s->first + s->n; i++) {
+		struct reach o;
+
+		if (strcmp(r->kvs[i].key, "reachability"))
+			continue;
+		reach_parse(r->kvs[i].value, &o);
+		if (!any)
+			printf("%s\n%*s\"reachability\": [", *first ? "" : ",", in, "");
+		printf("%s\n%*s{\"address\": ", any ? "," : "", in + 2, "");
+		json_str(o.address, strlen(o.address));
+		printf(", \"state\": ");
+		json_str(o.state, strlen(o.state));
+		if (o.has_counts)
+			printf(", \"arrived\": %llu, \"results\": %llu", (unsigned long long)o.ok,
+			       (unsigned long long)o.n);
+		if (o.has_checked)
+			printf(", \"checked_ms\": %llu", (unsigned long long)o.checked_ms);
+		if (o.refused[0]) {
+			printf(", \"refused\": ");
+			json_str(o.refused, strlen(o.refused));
+		}
+		if (o.has_asked)
+			printf(", \"asked_ms\": %llu", (unsigned long long)o.asked_ms);
+		printf(", \"by\": ");
+		json_list(o.by);
+		printf("}");
+		any = true;
+		*first = false;
+	}
+	if (any)
+		printf("\n%*s]", in, "");
+}
+
 static const struct section *first_of(const struct reply *r, enum sect_kind kind)
 {
 	for (size_t i = 0; i < r->n_sects; i++)
@@ -822,9 +989,11 @@ static void print_json(const struct reply *r, int in)
 	bool first = true;
 
 	printf("{");
-	if (iface)
+	if (iface) {
 		json_fields(r, iface, iface_fields, sizeof(iface_fields) / sizeof(*iface_fields),
 			    in + 2, &first);
+		json_reach(r, iface, in + 2, &first);
+	}
 	if (first) /* "peers" always follows with a leading comma */
 		printf("\n%*s\"interface\": null", in + 2, "");
 	json_peers(r, in + 2);

@@ -154,28 +154,39 @@ static bool host_usable(const struct agent *a, const struct ifaddrs *ifa, const 
 	return true;
 }
 
+unsigned pathmgr_host_addrs(struct agent *a, struct na_endpoint *out, unsigned max)
+{
+	struct ifaddrs *ifs = NULL;
+	unsigned n = 0;
+
+	if (getifaddrs(&ifs) != 0)
+		return 0;
+	for (struct ifaddrs *i = ifs; i && n < max; i = i->ifa_next) {
+		struct na_endpoint ep;
+
+		if (!i->ifa_addr || !na_endpoint_from_sockaddr(&ep, i->ifa_addr))
+			continue;
+		if (agent_fd(a, ep.ip.family, a->port) < 0 || !host_usable(a, i, &ep.ip))
+			continue;
+		ep.port = a->port;
+		out[n++] = ep;
+	}
+	freeifaddrs(ifs);
+	return n;
+}
+
 /* Host addresses of the families we have a socket for, then how the
  * router's port mapping, then how the rendezvous and discovery saw us. */
 static void gather(struct agent *a, struct rdvmsg_connect *m)
 {
-	struct ifaddrs *ifs = NULL;
+	struct na_endpoint hosts[RDVMSG_MAX_CANDIDATES];
+	unsigned n = pathmgr_host_addrs(a, hosts, RDVMSG_MAX_CANDIDATES);
 	struct rdvclient *r = a->rdv;
 	struct na_endpoint mapped;
 
 	m->count = 0;
-	if (getifaddrs(&ifs) == 0) {
-		for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
-			struct na_endpoint ep;
-
-			if (!i->ifa_addr || !na_endpoint_from_sockaddr(&ep, i->ifa_addr))
-				continue;
-			if (agent_fd(a, ep.ip.family, a->port) < 0 || !host_usable(a, i, &ep.ip))
-				continue;
-			ep.port = a->port;
-			add_local(m, RDVMSG_CAND_HOST, &ep);
-		}
-		freeifaddrs(ifs);
-	}
+	for (unsigned i = 0; i < n; i++)
+		add_local(m, RDVMSG_CAND_HOST, &hosts[i]);
 	/* The router forwards it to us whoever sends: the one candidate a
 	 * peer reaches without a synchronized punch. */
 	if (portmap_external(a, &mapped))

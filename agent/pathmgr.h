@@ -85,6 +85,10 @@ void pathmgr_peer_stream(struct conn *c, const uint8_t *data, size_t len);
 
 /* The XDP fast path is up: it absorbs keepalives with our peers' tokens. */
 void pathmgr_fastpath_up(struct agent *a);
+/* The host's own addresses that can be candidates (up, not loopback or
+ * link-local, not our tunnel's, of a family we have a socket for), at our
+ * port; at most max. */
+unsigned pathmgr_host_addrs(struct agent *a, struct na_endpoint *out, unsigned max);
 /* Status lines for `natctl show`. */
 void pathmgr_status(const struct peer *p, struct ctl_out *out, uint64_t now);
 

@@ -224,8 +224,12 @@ static void on_message(struct rdvclient *r, const struct rdvmsg *m)
 			pathmgr_candidates_changed(a, true);
 			agent_discover(a);
 		}
+		autonat_registered(a, &r->srflx);
 		break;
 	}
+	case RDVMSG_DIALRESP:
+		autonat_dialresp(a, &m->dialresp);
+		break;
 	case RDVMSG_CONNECT:
 		pathmgr_on_connect(a, &m->connect);
 		break;
@@ -314,6 +318,7 @@ void rdvclient_dead(struct conn *c)
 		snprintf(r->error, sizeof(r->error), "%s", why);
 	log_info("%s: rendezvous %s: session ended: %s", a->cfg->name, rv, *why ? why : "closed");
 	set_state(r, RDV_DOWN);
+	autonat_rdv_down(a);
 	if (strstr(why, "stateless reset")) {
 		r->backoff = 0; /* it restarted and lost us: register again now */
 		schedule(r, 0);

@@ -12,11 +12,15 @@
  * service answers the peers' next packets with stateless resets (the reset
  * secret comes from its key), and they register again at once.
  *
- * Bounds: per registered peer a record of ~150 bytes plus 32 per accepted
+ * DIALREQ (AutoNAT) goes to rdv_autonat.c.
+ *
+ * Bounds: per registered peer a record of ~180 bytes plus 32 per accepted
  * key (at most RDV_MAX_KEYS), a partial frame buffer only while a frame is
- * incomplete, and token buckets for its messages and relayed bytes; in
- * all, MaxPeers registrations and RDV_MAX_HANDSHAKES sessions still in
- * their handshake (quic_demux_set_limits). */
+ * incomplete, and token buckets for its messages, relayed bytes and
+ * DIALREQs; in all, MaxPeers registrations and RDV_MAX_HANDSHAKES sessions
+ * still in their handshake (quic_demux_set_limits). */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +45,7 @@ struct rdv_reg {
 	uint16_t rx_len;
 	uint8_t *rx;                /* a partial frame, only while there is one */
 	struct tbucket msgs, relay;
+	struct tbucket autonat;     /* its DIALREQs (nat/autonat.h) */
 	uint64_t since;
 };
 
@@ -164,6 +169,7 @@ void rdv_server_up(struct conn *c)
 	reg->since = now;
 	tbucket_init(&reg->msgs, c->a->cfg->rdv.message_rate, 2 * c->a->cfg->rdv.message_rate, now);
 	relay_bucket_init(&reg->relay, c->a->cfg->rdv.relay_rate, now);
+	autonat_peer_limit_init(&reg->autonat, now);
 	c->role = CONN_RDV_REG;
 	c->reg = reg;
 	b = bucket_of(sv, key);
@@ -281,8 +287,11 @@ static void on_message(struct rdv_server *sv, struct rdv_reg *reg, struct rdvmsg
 	case RDVMSG_PING:
 		send_frame(reg->conn, buf, rdvmsg_encode_ping(buf, sizeof(buf), true, m->ping.nonce));
 		break;
+	case RDVMSG_DIALREQ:
+		rdv_autonat_request(reg->conn, &reg->autonat, &m->dialreq);
+		break;
 	default:
-		break; /* REGISTERED, ERROR, PONG: nothing to do */
+		break; /* REGISTERED, ERROR, PONG, DIALRESP: nothing to do */
 	}
 }
 
@@ -415,7 +424,9 @@ int rdv_server_open(struct agent *a)
 	const struct config_rendezvous *rc = &a->cfg->rdv;
 	struct rdv_server *sv = calloc(1, sizeof(*sv));
 	uint64_t k[2], now = loop_now();
+	char ip[INET6_ADDRSTRLEN], ep[NA_ENDPOINT_STRLEN];
 	size_t n = 16;
+	int err;
 
 	if (!sv)
 		return -1;
@@ -436,6 +447,19 @@ int rdv_server_open(struct agent *a)
 	relay_bucket_init(&sv->relay_total, rc->relay_rate_total, now);
 	quic_demux_set_limits(a->demux, rc->max_peers + a->n_peers + 16, RDV_MAX_HANDSHAKES);
 	a->rdvsrv = sv;
+	err = rdv_autonat_open(a);
+	if (err < 0)
+		/* The rest of the service does not need it: carry on, and
+		 * answer every DIALREQ "unavailable". */
+		log_warn("%s: rendezvous: no AutoNAT dial-back socket on %s: %s; reachability "
+			 "checks are unavailable", a->cfg->name,
+			 na_ip_str(&rc->alternate.ip, ip, sizeof(ip)), strerror(-err));
+	else if (sv->dial_fd >= 0)
+		log_info("%s: rendezvous: AutoNAT dial-backs from %s", a->cfg->name,
+			 na_endpoint_str(&sv->dial_from, ep, sizeof(ep)));
+	else
+		log_info("%s: rendezvous: AutoNAT unavailable (dial-backs need AlternateListen)",
+			 a->cfg->name);
 	return 0;
 }
 
@@ -445,6 +469,7 @@ void rdv_server_close(struct agent *a)
 
 	if (!sv)
 		return;
+	rdv_autonat_close(a);
 	for (size_t i = 0; i < sv->n_buckets; i++) {
 		struct rdv_reg *r = sv->buckets[i], *next;
 		for (; r; r = next) {

@@ -58,6 +58,7 @@ static void interface(struct agent *a, struct ctl_out *out, uint64_t now)
 			ctl_put(out, "rendezvous_error", r->error);
 	}
 	portmap_status(a, out, now);
+	autonat_status(a, out, now);
 }
 
 static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
@@ -102,6 +103,7 @@ static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
 static void service(struct agent *a, struct ctl_out *out)
 {
 	const struct rdv_stats *st = &a->rdvsrv->st;
+	const struct autonat_server_stats *an = &a->rdvsrv->an.st;
 
 	endpoint(out, "rendezvous_service", &a->cfg->rdv.listen);
 	ctl_printf(out, "registered_peers=%" PRIu64 "\n", st->registered);
@@ -110,6 +112,16 @@ static void service(struct agent *a, struct ctl_out *out)
 	ctl_printf(out, "dropped_unknown=%" PRIu64 "\ndropped_not_allowed=%" PRIu64
 		   "\ndropped_rate=%" PRIu64 "\ndropped_bad=%" PRIu64 "\n", st->dropped_unknown,
 		   st->dropped_not_allowed, st->dropped_rate, st->dropped_bad);
+	/* AutoNAT: counted per address asked about, requests apart. */
+	if (a->rdvsrv->dial_fd >= 0)
+		endpoint(out, "autonat_from", &a->rdvsrv->dial_from);
+	else
+		ctl_printf(out, "autonat_from=none\n");
+	ctl_printf(out, "autonat_requests=%" PRIu64 "\nautonat_dialed=%" PRIu64
+		   "\nautonat_refused_not_yours=%" PRIu64 "\nautonat_refused_private=%" PRIu64
+		   "\nautonat_rate_limited=%" PRIu64 "\nautonat_unavailable=%" PRIu64 "\n",
+		   an->requests, an->dialed, an->not_yours, an->private_, an->rate_limited,
+		   an->unavailable);
 }
 
 void agent_status(void *arg, struct ctl_out *out)

@@ -4,8 +4,9 @@
  * heap, routed by connection ID through one demux.
  *
  *   rdvload --server IP:PORT --server-key BASE64 --peers N [--concurrency C]
- *           [--mode register|nokey|garbage|initials] [--duration S] [--hold S]
- *           [--bind IP] [--rate R] [--sockets K] [--timeout S]
+ *           [--mode register|nokey|garbage|initials|dialreq] [--duration S]
+ *           [--hold S] [--bind IP] [--rate R] [--sockets K] [--timeout S]
+ *           [--requests R]
  *
  * Modes:
  *   register  N peers, each with a fresh Ed25519 key, at most C handshakes
@@ -20,6 +21,13 @@
  *             headers with random CIDs, malformed STUN.
  *   initials  N genuine client first flights at --rate, from sessions freed
  *             as soon as they are written: a handshake flood.
+ *   dialreq   N peers register as in register mode, then each sends
+ *             --requests R (default 20) AutoNAT DIALREQs back to back, each
+ *             asking for a dial-back to its own socket (the address the
+ *             server sees, on a public host); a peer is done when every
+ *             DIALRESP came. Counts the statuses and the dial-backs that
+ *             actually arrived (nat/autonat.h), to check the server's rate
+ *             limits: a bounded burst, R <= 1000.
  *
  * Timers:
  *   session  each session's quic_session_expiry (ngtcp2's loss, ACK,
@@ -37,9 +45,12 @@
  *   mode=register peers=1000 ok=1000 failed=0 timeouts=0 lost=0 seconds=1.234
  *   rate=810.4/s p50_ms=2.10 p99_ms=9.80
  * and progress, the hold marker ("holding N sessions") and failure reasons
- * on stderr. Exit 0 when the run did what was asked (every peer registered
- * and none lost before the close; every key-less handshake refused; every
- * datagram sent), 1 otherwise. */
+ * on stderr; dialreq mode prints
+ *   mode=dialreq peers=8 requests=12 answered=96 dialed=60 rate_limited=36
+ *   not_yours=0 private=0 unavailable=0 dialbacks=60 unmatched=0 seconds=0.4
+ * Exit 0 when the run did what was asked (every peer registered and none
+ * lost before the close; every key-less handshake refused; every datagram
+ * sent; every DIALREQ answered), 1 otherwise. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -57,6 +68,7 @@
 #include "agent/keys.h"
 #include "agent/udp.h"
 #include "nat/addr.h"
+#include "nat/autonat.h"
 #include "nat/rdvmsg.h"
 #include "quic/demux.h"
 #include "quic/session.h"
@@ -80,8 +92,10 @@
 #define RX_MAX          160           /* frames we keep: REGISTERED, ERROR, PING */
 #define MAX_REASONS     8
 #define NO_POS          UINT32_MAX
+#define MAX_REQUESTS    1000          /* dialreq: per peer, a bounded burst */
+#define NONCE_SHIFT     20            /* dialreq nonce: base + peer << 20 | request */
 
-enum mode { MODE_REGISTER, MODE_NOKEY, MODE_GARBAGE, MODE_INITIALS };
+enum mode { MODE_REGISTER, MODE_NOKEY, MODE_GARBAGE, MODE_INITIALS, MODE_DIALREQ };
 
 enum outcome {
 	OUT_NONE,
@@ -107,6 +121,7 @@ struct peer {
 	bool ended;          /* seen closing, draining or dead */
 	uint16_t rx_len;
 	uint32_t rx_skip;    /* bytes of an oversized frame still to skip */
+	uint16_t dial_sent, dial_answered; /* dialreq: DIALREQs, DIALRESPs */
 	uint8_t rx[RX_MAX];
 };
 
@@ -128,7 +143,7 @@ struct opts {
 	struct na_endpoint server;
 	uint8_t server_key[KEY_LEN];
 	bool has_server, has_key;
-	unsigned peers, concurrency, sockets;
+	unsigned peers, concurrency, sockets, requests;
 	enum mode mode;
 	double duration, hold, timeout, rate;
 	struct na_ip bind;
@@ -163,6 +178,10 @@ static struct {
 	unsigned reasons_other;
 	double cpu_run;                /* our CPU seconds in the run phase */
 	uint64_t rng;
+	/* dialreq */
+	uint64_t nonce_base;
+	uint64_t dial_status[RDVMSG_DIAL_STATUS_MAX + 1];
+	uint64_t dialbacks, dialbacks_unmatched, dial_answered;
 } ld;
 
 static uint64_t now_ns(void)
@@ -206,6 +225,7 @@ static const char *mode_name(enum mode m)
 	case MODE_NOKEY: return "nokey";
 	case MODE_GARBAGE: return "garbage";
 	case MODE_INITIALS: return "initials";
+	case MODE_DIALREQ: return "dialreq";
 	}
 	return "?";
 }
@@ -483,6 +503,63 @@ static void send_register(struct peer *p)
 	mark_dirty(p);
 }
 
+/* dialreq: the whole burst at once, each asking for a dial-back to the
+ * socket's own address (as the server sees it, on a public host). */
+static void send_dialreqs(struct peer *p)
+{
+	static struct rdvmsg m;
+	uint8_t buf[64];
+
+	for (unsigned i = 0; i < ld.o.requests; i++) {
+		size_t n;
+
+		memset(&m, 0, sizeof(m));
+		m.type = RDVMSG_DIALREQ;
+		m.dialreq.nonce = ld.nonce_base + ((uint64_t)(p - ld.peers) << NONCE_SHIFT | i);
+		m.dialreq.count = 1;
+		m.dialreq.addr[0] = ld.socks[p->sock].local;
+		n = rdvmsg_encode(&m, buf, sizeof(buf));
+		if (!n || quic_session_stream_send(p->s, buf, n) < 0) {
+			set_outcome(p, OUT_FAILED, "cannot queue DIALREQ");
+			peer_close(p, "cannot send");
+			break;
+		}
+		p->dial_sent++;
+	}
+	mark_dirty(p);
+}
+
+static void on_dialresp(struct peer *p, const struct rdvmsg_dialresp *r)
+{
+	uint64_t rel = r->nonce - ld.nonce_base;
+
+	if (rel >> NONCE_SHIFT != (uint64_t)(p - ld.peers) || r->count != 1) {
+		set_outcome(p, OUT_FAILED, "a DIALRESP for no DIALREQ of ours");
+		return;
+	}
+	ld.dial_status[r->status[0]]++;
+	ld.dial_answered++;
+	if (++p->dial_answered == ld.o.requests)
+		set_outcome(p, OUT_OK, NULL);
+}
+
+/* A dial-back on one of our sockets: counted whether or not it is ours
+ * (that is the point: what arrived), matched by nonce. */
+static void on_dialback(const uint8_t *buf, size_t len)
+{
+	uint64_t nonce, rel;
+	uint8_t idx;
+
+	if (!autonat_dialback_parse(buf, len, &nonce, &idx))
+		return;
+	rel = nonce - ld.nonce_base;
+	if (idx == 0 && rel >> NONCE_SHIFT < ld.next &&
+	    (rel & ((1u << NONCE_SHIFT) - 1)) < ld.o.requests)
+		ld.dialbacks++;
+	else
+		ld.dialbacks_unmatched++;
+}
+
 static void on_frame(struct peer *p, const uint8_t *frame, size_t len)
 {
 	static struct rdvmsg m;
@@ -500,6 +577,12 @@ static void on_frame(struct peer *p, const uint8_t *frame, size_t len)
 	case RDVMSG_REGISTERED:
 		if (ld.o.mode == MODE_REGISTER)
 			set_outcome(p, OUT_OK, NULL);
+		if (ld.o.mode == MODE_DIALREQ && !p->dial_sent)
+			send_dialreqs(p);
+		break;
+	case RDVMSG_DIALRESP:
+		if (ld.o.mode == MODE_DIALREQ)
+			on_dialresp(p, &m.dialresp);
 		break;
 	case RDVMSG_ERROR:
 		snprintf(text, sizeof(text), "server error %u: %s", m.error.code, m.error.reason);
@@ -658,6 +741,9 @@ static void read_sockets(void)
 				ld.rx_bytes += m->len;
 				if (na_endpoint_equal(&m->from, &ld.o.server))
 					ld.rx_server_pkts++;
+				if (ld.o.mode == MODE_DIALREQ &&
+				    quic_demux_classify(m->buf, m->len) == QUIC_CLASS_STUN)
+					on_dialback(m->buf, m->len);
 				if (!ld.dmx || quic_demux_classify(m->buf, m->len) != QUIC_CLASS_QUIC)
 					continue;
 				path.local = k->local_ss;
@@ -698,7 +784,7 @@ static void wait_input(uint64_t until)
 
 static int make_creds(void)
 {
-	unsigned n = ld.o.mode == MODE_REGISTER ? ld.o.peers : 1;
+	unsigned n = ld.o.mode == MODE_REGISTER || ld.o.mode == MODE_DIALREQ ? ld.o.peers : 1;
 	bool keyless = ld.o.mode == MODE_NOKEY;
 	uint64_t t0 = now_ns();
 
@@ -903,7 +989,7 @@ static void print_reasons(void)
 
 static int run_sessions(void)
 {
-	enum outcome want = ld.o.mode == MODE_REGISTER ? OUT_OK : OUT_REFUSED;
+	enum outcome want = ld.o.mode == MODE_NOKEY ? OUT_REFUSED : OUT_OK;
 	double secs, p50, p99, max;
 	unsigned got;
 	int ok;
@@ -971,11 +1057,32 @@ static int run_sessions(void)
 	for (unsigned i = 0; i < ld.next; i++)
 		if (ld.peers[i].s)
 			peer_free(&ld.peers[i]);
+	/* dialreq: dial-backs still on the way (they are sent before their
+	 * DIALRESP, so this is only for stragglers). */
+	if (ld.o.mode == MODE_DIALREQ) {
+		uint64_t drain_end = now_ns() + DRAIN_TIME;
+
+		while ((ld.now = now_ns()) < drain_end) {
+			wait_input(drain_end);
+			read_sockets();
+		}
+	}
 
 	got = ld.count[want];
 	secs = ld.t_last > ld.t_first && got ? (double)(ld.t_last - ld.t_first) / SEC : 0;
 	latencies(want, &p50, &p99, &max);
-	if (ld.o.mode == MODE_REGISTER) {
+	if (ld.o.mode == MODE_DIALREQ) {
+		printf("mode=dialreq peers=%u requests=%u answered=%" PRIu64 " dialed=%" PRIu64
+		       " rate_limited=%" PRIu64 " not_yours=%" PRIu64 " private=%" PRIu64
+		       " unavailable=%" PRIu64 " dialbacks=%" PRIu64 " unmatched=%" PRIu64
+		       " ok=%u failed=%u timeouts=%u seconds=%.3f\n", ld.o.peers, ld.o.requests,
+		       ld.dial_answered, ld.dial_status[RDVMSG_DIAL_DIALED],
+		       ld.dial_status[RDVMSG_DIAL_RATE_LIMITED], ld.dial_status[RDVMSG_DIAL_NOT_YOURS],
+		       ld.dial_status[RDVMSG_DIAL_PRIVATE], ld.dial_status[RDVMSG_DIAL_UNAVAILABLE],
+		       ld.dialbacks, ld.dialbacks_unmatched, got, ld.count[OUT_FAILED],
+		       ld.count[OUT_TIMEOUT], secs);
+		ok = got == ld.o.peers;
+	} else if (ld.o.mode == MODE_REGISTER) {
 		printf("mode=register peers=%u ok=%u failed=%u timeouts=%u unstarted=%u lost=%u "
 		       "seconds=%.3f rate=%.1f/s p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
 		       "client_cpu_s=%.2f\n", ld.o.peers, got, ld.count[OUT_FAILED],
@@ -1207,7 +1314,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rdvload --server IP:PORT --server-key BASE64 --peers N [options]\n"
-		"  --mode M          register (default), nokey, garbage or initials\n"
+		"  --mode M          register (default), nokey, garbage, initials or dialreq\n"
 		"  --concurrency C   handshakes in flight (register, nokey; default 128)\n"
 		"  --duration S      deadline for the whole run (default 60, at most 3600)\n"
 		"  --hold S          register: keep the sessions S seconds after the last\n"
@@ -1216,8 +1323,9 @@ static void usage(FILE *f)
 		"  --rate R          garbage, initials: datagrams or flights per second\n"
 		"                    (default 20000)\n"
 		"  --sockets K       UDP sockets (default: one per %u peers, at most %u)\n"
-		"  --bind IP         local address (default: the route's source)\n",
-		PEERS_PER_SOCK, MAX_SOCKS);
+		"  --bind IP         local address (default: the route's source)\n"
+		"  --requests R      dialreq: DIALREQs per peer, at once (default 20, at most %d)\n",
+		PEERS_PER_SOCK, MAX_SOCKS, MAX_REQUESTS);
 }
 
 static bool parse_num(const char *s, double lo, double hi, double *out)
@@ -1245,13 +1353,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "rate", required_argument, NULL, 'r' },
 		{ "sockets", required_argument, NULL, 'S' },
 		{ "bind", required_argument, NULL, 'b' },
+		{ "requests", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	double v;
 	int c;
 
-	*o = (struct opts){ .concurrency = 128, .duration = 60, .timeout = 10, .rate = 20000 };
+	*o = (struct opts){ .concurrency = 128, .duration = 60, .timeout = 10, .rate = 20000,
+			    .requests = 20 };
 	while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
 		const char *why = NULL;
 
@@ -1295,9 +1405,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				o->mode = MODE_GARBAGE;
 			else if (!strcmp(optarg, "initials"))
 				o->mode = MODE_INITIALS;
+			else if (!strcmp(optarg, "dialreq"))
+				o->mode = MODE_DIALREQ;
 			else {
-				fprintf(stderr, "rdvload: --mode %s: register, nokey, garbage or "
-					"initials\n", optarg);
+				fprintf(stderr, "rdvload: --mode %s: register, nokey, garbage, "
+					"initials or dialreq\n", optarg);
 				return -1;
 			}
 			break;
@@ -1337,6 +1449,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				fprintf(stderr, "rdvload: --bind %s: not an IP address\n", optarg);
 				return -1;
 			}
+			break;
+		case 'R':
+			if (!parse_num(optarg, 1, MAX_REQUESTS, &v) || v != (double)(unsigned)v) {
+				fprintf(stderr, "rdvload: --requests %s: 1 to %d\n", optarg, MAX_REQUESTS);
+				return -1;
+			}
+			o->requests = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1379,6 +1498,7 @@ int main(int argc, char **argv)
 	if (gnutls_rnd(GNUTLS_RND_NONCE, &ld.rng, sizeof(ld.rng)) != 0 || !ld.rng)
 		ld.rng = (uint64_t)now_ns() | 1;
 	rnd_fill(ld.dmx_cfg.reset_secret, sizeof(ld.dmx_cfg.reset_secret));
+	ld.nonce_base = rnd() & ~(((uint64_t)1 << 40) - 1); /* peer and request below */
 	if (open_sockets(ld.o.sockets) < 0)
 		return 1;
 	{

@@ -8,6 +8,7 @@
 #define CAND_EXTRA	5	/* type u8, priority u32 */
 #define CONNECT_FIXED	(RDVMSG_KEY_LEN + 8 + 4 + RDVMSG_SECRET_LEN + 2 + 8 + 1 + 1)
 #define SYNC_LEN	(RDVMSG_KEY_LEN + 8 + 4)
+#define DIAL_FIXED	(8 + 1)	/* nonce u64, count u8 */
 
 /* Body length bounds per type, indexed by type. */
 static const struct { uint16_t min, max; } body_bounds[] = {
@@ -21,6 +22,8 @@ static const struct { uint16_t min, max; } body_bounds[] = {
 	[RDVMSG_PONG]		= { 8, 8 },
 	[RDVMSG_PRESENT]	= { RDVMSG_KEY_LEN, RDVMSG_KEY_LEN },
 	[RDVMSG_NATINFO]	= { 2, 2 },
+	[RDVMSG_DIALREQ]	= { DIAL_FIXED, DIAL_FIXED + RDVMSG_MAX_DIAL * ADDR_V6_LEN },
+	[RDVMSG_DIALRESP]	= { DIAL_FIXED, DIAL_FIXED + RDVMSG_MAX_DIAL },
 };
 
 _Static_assert(2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN <= RDVMSG_MAX_BODY,
@@ -29,7 +32,7 @@ _Static_assert(RDVMSG_MAX_BODY <= UINT16_MAX, "body length is a u16");
 
 static bool type_known(uint8_t t)
 {
-	return t >= RDVMSG_REGISTER && t <= RDVMSG_NATINFO;
+	return t >= RDVMSG_REGISTER && t <= RDVMSG_DIALRESP;
 }
 
 const char *rdvmsg_type_name(uint8_t type)
@@ -44,6 +47,20 @@ const char *rdvmsg_type_name(uint8_t type)
 	case RDVMSG_PONG:	return "PONG";
 	case RDVMSG_PRESENT:	return "PRESENT";
 	case RDVMSG_NATINFO:	return "NATINFO";
+	case RDVMSG_DIALREQ:	return "DIALREQ";
+	case RDVMSG_DIALRESP:	return "DIALRESP";
+	}
+	return "unknown";
+}
+
+const char *rdvmsg_dial_status_name(uint8_t status)
+{
+	switch (status) {
+	case RDVMSG_DIAL_DIALED:	return "dialed";
+	case RDVMSG_DIAL_NOT_YOURS:	return "not the requester's address";
+	case RDVMSG_DIAL_PRIVATE:	return "private or special-purpose address";
+	case RDVMSG_DIAL_RATE_LIMITED:	return "rate limited";
+	case RDVMSG_DIAL_UNAVAILABLE:	return "unavailable (no second address)";
 	}
 	return "unknown";
 }
@@ -178,6 +195,25 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 			return 0;
 		put8(&w, m->natinfo.mapping);
 		put8(&w, m->natinfo.filtering);
+		break;
+	case RDVMSG_DIALREQ:
+		if (m->dialreq.count > RDVMSG_MAX_DIAL)
+			return 0;
+		put64(&w, m->dialreq.nonce);
+		put8(&w, m->dialreq.count);
+		for (unsigned i = 0; i < m->dialreq.count; i++)
+			put_ep(&w, &m->dialreq.addr[i]);
+		break;
+	case RDVMSG_DIALRESP:
+		if (m->dialresp.count > RDVMSG_MAX_DIAL)
+			return 0;
+		put64(&w, m->dialresp.nonce);
+		put8(&w, m->dialresp.count);
+		for (unsigned i = 0; i < m->dialresp.count; i++) {
+			if (m->dialresp.status[i] > RDVMSG_DIAL_STATUS_MAX)
+				return 0;
+			put8(&w, m->dialresp.status[i]);
+		}
 		break;
 	}
 	if (w.bad)
@@ -416,6 +452,28 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 		if (m->natinfo.mapping > RDVMSG_NAT_MAPPING_MAX ||
 		    m->natinfo.filtering > RDVMSG_NAT_FILTERING_MAX)
 			FAIL("unknown NAT behaviour");
+		break;
+	case RDVMSG_DIALREQ:
+		if (!get64(&r, &m->dialreq.nonce) || !get8(&r, &m->dialreq.count))
+			FAIL("truncated DIALREQ");
+		if (m->dialreq.count > RDVMSG_MAX_DIAL)
+			FAIL("too many addresses");
+		for (unsigned i = 0; i < m->dialreq.count; i++)
+			if (!get_ep(&r, &m->dialreq.addr[i], why))
+				return false;
+		break;
+	case RDVMSG_DIALRESP:
+		if (!get64(&r, &m->dialresp.nonce) || !get8(&r, &m->dialresp.count))
+			FAIL("truncated DIALRESP");
+		if (m->dialresp.count > RDVMSG_MAX_DIAL)
+			FAIL("too many statuses");
+		if (r.len - r.off != m->dialresp.count)
+			FAIL("DIALRESP length does not match its count");
+		for (unsigned i = 0; i < m->dialresp.count; i++) {
+			get8(&r, &m->dialresp.status[i]);
+			if (m->dialresp.status[i] > RDVMSG_DIAL_STATUS_MAX)
+				FAIL("unknown dial status");
+		}
 		break;
 	}
 	if (r.off != r.len)

@@ -1,5 +1,5 @@
-/* The rendezvous session's messages (DESIGN.md "Wire formats", issues 6 and
- * 7): a codec for the frames exchanged over the QUIC control stream between
+/* The rendezvous session's messages (DESIGN.md "Wire formats", issues 6, 7
+ * and 8): a codec for the frames exchanged over the QUIC control stream between
  * a peer and the rendezvous server. Sans-I/O: nothing here allocates,
  * sleeps or logs; failures come back with a static reason string.
  *
@@ -24,6 +24,11 @@
  *   NATINFO    (peer -> peer, on the peer session's own control stream)
  *                                mapping u8, filtering u8: what discovery
  *                                found the sender's NAT does
+ *   DIALREQ    (peer -> server)  nonce u64, count u8 (<= 8), count x address
+ *                                (port != 0): AutoNAT, "dial me back there"
+ *   DIALRESP   (server -> peer)  nonce u64 (the request's), count u8 (<= 8),
+ *                                count x status u8 (enum rdvmsg_dial_status,
+ *                                one per address, in the request's order)
  *
  * The decoder is strict: a body must have exactly the length its counts and
  * families give, reserved bytes and flags must be zero, so every frame that
@@ -44,6 +49,7 @@
 #define RDVMSG_MAX_KEYS		64
 #define RDVMSG_MAX_CANDIDATES	16
 #define RDVMSG_MAX_REASON	128
+#define RDVMSG_MAX_DIAL		8	/* addresses in one DIALREQ */
 /* The largest values of enum nat_mapping and nat_filtering. */
 #define RDVMSG_NAT_MAPPING_MAX	4
 #define RDVMSG_NAT_FILTERING_MAX 3
@@ -63,7 +69,21 @@ enum rdvmsg_type {
 	RDVMSG_PONG		= 7,
 	RDVMSG_PRESENT		= 8,
 	RDVMSG_NATINFO		= 9,
+	RDVMSG_DIALREQ		= 10,
+	RDVMSG_DIALRESP		= 11,
 };
+
+/* What the server did with one address of a DIALREQ (nat/autonat.h says
+ * why it refuses). Only DIALED sends a dial-back; the others are no
+ * evidence either way. */
+enum rdvmsg_dial_status {
+	RDVMSG_DIAL_DIALED	 = 0,	/* a dial-back went out to it */
+	RDVMSG_DIAL_NOT_YOURS	 = 1,	/* its IP is not the one the server sees */
+	RDVMSG_DIAL_PRIVATE	 = 2,	/* private or special-purpose address */
+	RDVMSG_DIAL_RATE_LIMITED = 3,	/* over the per-peer or global limit */
+	RDVMSG_DIAL_UNAVAILABLE	 = 4,	/* no second address to dial from */
+};
+#define RDVMSG_DIAL_STATUS_MAX	RDVMSG_DIAL_UNAVAILABLE
 
 enum rdvmsg_cand_type {
 	RDVMSG_CAND_HOST	= 0,
@@ -128,6 +148,18 @@ struct rdvmsg_natinfo {
 	uint8_t mapping, filtering; /* as in CONNECT */
 };
 
+struct rdvmsg_dialreq {
+	uint64_t nonce;	/* the dial-backs carry it: the requester's random */
+	uint8_t count;
+	struct na_endpoint addr[RDVMSG_MAX_DIAL];
+};
+
+struct rdvmsg_dialresp {
+	uint64_t nonce;
+	uint8_t count;
+	uint8_t status[RDVMSG_MAX_DIAL];	/* enum rdvmsg_dial_status */
+};
+
 struct rdvmsg {
 	uint8_t type;	/* enum rdvmsg_type */
 	union {
@@ -139,13 +171,15 @@ struct rdvmsg {
 		struct rdvmsg_ping ping;	/* PING and PONG */
 		struct rdvmsg_present present;
 		struct rdvmsg_natinfo natinfo;
+		struct rdvmsg_dialreq dialreq;
+		struct rdvmsg_dialresp dialresp;
 	};
 };
 
 /* Writes m as one frame into buf. Returns the frame's length, or 0 if it
  * does not fit in cap or m is invalid (unknown type, counts or reason over
  * their limits, family not AF_INET/AF_INET6, port 0 where refused, unknown
- * candidate type, NUL in the reason). */
+ * candidate type or dial status, NUL in the reason). */
 size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap);
 
 /* Convenience wrappers over rdvmsg_encode. */
@@ -165,6 +199,8 @@ ssize_t rdvmsg_frame(const uint8_t *buf, size_t len, size_t *need, const char **
 bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const char **why);
 
 const char *rdvmsg_type_name(uint8_t type);
+/* "dialed", "not the requester's address", ... */
+const char *rdvmsg_dial_status_name(uint8_t status);
 
 /* Relayed packets ride in the rendezvous session's QUIC DATAGRAM frames,
  * not in the stream (a lost one is the inner session's business):

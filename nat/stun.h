@@ -59,6 +59,9 @@ enum stun_attr {
 	 * checks and absorbs. Comprehension-optional, so any other STUN agent
 	 * that sees it ignores it. */
 	STUN_ATTR_PATH_TOKEN		= 0xC0A7,
+	/* natagent: an AutoNAT dial-back's nonce and address index
+	 * (nat/autonat.h). Comprehension-optional too. */
+	STUN_ATTR_DIALBACK		= 0xC0A8,
 };
 
 /* CHANGE-REQUEST flags. */

@@ -22,7 +22,7 @@ static struct na_endpoint ep6(const char *ip, uint16_t port)
 }
 
 /* One sample of each type, with maximum counts where there are counts. */
-enum { NSAMPLES = 13 };
+enum { NSAMPLES = 17 };
 static struct rdvmsg samples[NSAMPLES];
 
 static void make_samples(void)
@@ -88,6 +88,24 @@ static void make_samples(void)
 	m->type = RDVMSG_NATINFO;
 	m->natinfo.mapping = 4;
 	m->natinfo.filtering = 3;
+	m++;
+	m->type = RDVMSG_DIALREQ;		/* max addresses, mixed */
+	m->dialreq.nonce = 0x8877665544332211ull;
+	m->dialreq.count = RDVMSG_MAX_DIAL;
+	for (int i = 0; i < RDVMSG_MAX_DIAL; i++)
+		m->dialreq.addr[i] = i % 2 ? ep6("2001:db8::7", (uint16_t)(3000 + i))
+					   : ep4("198.18.4.1", (uint16_t)(41000 + i));
+	m++;
+	m->type = RDVMSG_DIALREQ;		/* nothing to dial */
+	m->dialreq.nonce = 1;
+	m++;
+	m->type = RDVMSG_DIALRESP;		/* max, every status */
+	m->dialresp.nonce = UINT64_MAX;
+	m->dialresp.count = RDVMSG_MAX_DIAL;
+	for (int i = 0; i < RDVMSG_MAX_DIAL; i++)
+		m->dialresp.status[i] = (uint8_t)(i % (RDVMSG_DIAL_STATUS_MAX + 1));
+	m++;
+	m->type = RDVMSG_DIALRESP;		/* empty */
 }
 
 static bool msg_equal(const struct rdvmsg *a, const struct rdvmsg *b)
@@ -164,6 +182,17 @@ static void test_round_trip(void)
 		case RDVMSG_NATINFO:
 			same = d.natinfo.mapping == s->natinfo.mapping &&
 			       d.natinfo.filtering == s->natinfo.filtering;
+			break;
+		case RDVMSG_DIALREQ:
+			same = d.dialreq.nonce == s->dialreq.nonce &&
+			       d.dialreq.count == s->dialreq.count;
+			for (int j = 0; same && j < s->dialreq.count; j++)
+				same = ep_equal(&d.dialreq.addr[j], &s->dialreq.addr[j]);
+			break;
+		case RDVMSG_DIALRESP:
+			same = d.dialresp.nonce == s->dialresp.nonce &&
+			       d.dialresp.count == s->dialresp.count &&
+			       !memcmp(d.dialresp.status, s->dialresp.status, s->dialresp.count);
 			break;
 		}
 		CHECK(same, "sample %d fields survive the round trip", i);
@@ -258,6 +287,74 @@ static void test_connect_vector(void)
 	CHECK(rdvmsg_decode(&d, want, sizeof(want), &why) && msg_equal(&d, &m), "CONNECT vector decodes");
 }
 
+static void test_dial_vectors(void)
+{
+	static const uint8_t req[] = {
+		0x0a, 0x00, 0x00, 0x19,				/* DIALREQ, body 25 */
+		0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,	/* nonce */
+		0x02,						/* 2 addresses */
+		0x04, 0x00, 0xa0, 0x29, 198, 18, 4, 1,		/* 198.18.4.1:41001 */
+		0x04, 0x00, 0xa0, 0x29, 10, 4, 0, 2,		/* 10.4.0.2:41001 */
+	};
+	static const uint8_t resp[] = {
+		0x0b, 0x00, 0x00, 0x0b,				/* DIALRESP, body 11 */
+		0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,	/* nonce */
+		0x02, 0x00, 0x02,				/* dialed, private */
+	};
+	struct rdvmsg m = { .type = RDVMSG_DIALREQ }, d;
+	uint8_t buf[RDVMSG_MAX_FRAME];
+	const char *why = NULL;
+	size_t n;
+
+	m.dialreq.nonce = 0x0102030405060708ull;
+	m.dialreq.count = 2;
+	m.dialreq.addr[0] = ep4("198.18.4.1", 41001);
+	m.dialreq.addr[1] = ep4("10.4.0.2", 41001);
+	n = rdvmsg_encode(&m, buf, sizeof(buf));
+	CHECK(n == sizeof(req) && !memcmp(buf, req, n), "DIALREQ vector bytes");
+	CHECK(rdvmsg_decode(&d, req, sizeof(req), &why) && msg_equal(&d, &m), "DIALREQ vector decodes");
+	m = (struct rdvmsg){ .type = RDVMSG_DIALRESP };
+	m.dialresp.nonce = 0x0102030405060708ull;
+	m.dialresp.count = 2;
+	m.dialresp.status[0] = RDVMSG_DIAL_DIALED;
+	m.dialresp.status[1] = RDVMSG_DIAL_PRIVATE;
+	n = rdvmsg_encode(&m, buf, sizeof(buf));
+	CHECK(n == sizeof(resp) && !memcmp(buf, resp, n), "DIALRESP vector bytes");
+	CHECK(rdvmsg_decode(&d, resp, sizeof(resp), &why) && msg_equal(&d, &m), "DIALRESP vector decodes");
+
+	/* Strictness. */
+	memcpy(buf, resp, sizeof(resp));
+	buf[sizeof(resp) - 1] = RDVMSG_DIAL_STATUS_MAX + 1;
+	why = NULL;
+	CHECK(!rdvmsg_decode(&d, buf, sizeof(resp), &why) && why && !strcmp(why, "unknown dial status"),
+	      "DIALRESP with status 5 refused");
+	m.dialresp.status[1] = RDVMSG_DIAL_STATUS_MAX + 1;
+	CHECK(rdvmsg_encode(&m, buf, sizeof(buf)) == 0, "encode refuses an unknown dial status");
+	m.dialresp.status[1] = 0;
+	m.dialresp.count = RDVMSG_MAX_DIAL + 1;
+	CHECK(rdvmsg_encode(&m, buf, sizeof(buf)) == 0, "encode refuses 9 statuses");
+	memcpy(buf, req, sizeof(req));
+	buf[12] = 1;					/* count 1, 2 addresses' bytes */
+	why = NULL;
+	CHECK(!rdvmsg_decode(&d, buf, sizeof(req), &why) && why, "DIALREQ with a short count refused");
+	memcpy(buf, req, sizeof(req));
+	buf[15] = buf[16] = 0;				/* first port 0 */
+	why = NULL;
+	CHECK(!rdvmsg_decode(&d, buf, sizeof(req), &why) && why && !strcmp(why, "port zero"),
+	      "DIALREQ with port 0 refused");
+	m = (struct rdvmsg){ .type = RDVMSG_DIALREQ };
+	for (int i = 0; i < RDVMSG_MAX_DIAL; i++)
+		m.dialreq.addr[i] = ep4("198.18.4.1", 1);
+	m.dialreq.count = RDVMSG_MAX_DIAL + 1;	/* the encoder must not look past 8 */
+	CHECK(rdvmsg_encode(&m, buf, sizeof(buf)) == 0, "encode refuses 9 addresses");
+	static const uint8_t nine[] = { RDVMSG_DIALREQ, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 9 };
+	why = NULL;
+	CHECK(!rdvmsg_decode(&d, nine, sizeof(nine), &why) && why &&
+	      !strcmp(why, "too many addresses"), "DIALREQ count 9 refused");
+	CHECK_EQ_STR(rdvmsg_dial_status_name(RDVMSG_DIAL_NOT_YOURS), "not the requester's address",
+		     "status names");
+}
+
 static void test_truncation(void)
 {
 	for (int i = 0; i < NSAMPLES; i++) {
@@ -333,6 +430,17 @@ static void test_mutations(void)
 		case RDVMSG_REGISTERED:
 			CHECK_EQ_INT(mutate_field(buf, n, 4, 1, false), 0, "every wrong family refused");
 			break;
+		case RDVMSG_DIALREQ:
+			CHECK_EQ_INT(mutate_field(buf, n, 12, 1, false), 0,
+				     "every wrong address count refused");
+			if (s->dialreq.count)
+				CHECK_EQ_INT(mutate_field(buf, n, 13, 1, false), 0,
+					     "every wrong family of the first address refused");
+			break;
+		case RDVMSG_DIALRESP:
+			CHECK_EQ_INT(mutate_field(buf, n, 12, 1, false), 0,
+				     "every wrong status count refused");
+			break;
 		case RDVMSG_CONNECT: {
 			size_t cnt = 4 + RDVMSG_KEY_LEN + 8 + 4 + RDVMSG_SECRET_LEN + 2 + 8 + 1;
 			CHECK_EQ_INT(mutate_field(buf, n, cnt, 1, false), 0, "every wrong candidate count refused");
@@ -389,8 +497,8 @@ static void test_mutations(void)
 	why = NULL;
 	CHECK(rdvmsg_frame(buf, 1, NULL, &why) == -1 && why && !strcmp(why, "unknown message type"),
 	      "type 0 refused from its first byte");
-	buf[0] = 10;
-	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 10 refused");
+	buf[0] = 12;
+	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 12 refused");
 	static const uint8_t natinfo_bad[] = { RDVMSG_NATINFO, 0, 0, 2, 5, 0 };
 	why = NULL;
 	CHECK(!rdvmsg_decode(&d, natinfo_bad, sizeof(natinfo_bad), &why) && why &&
@@ -511,6 +619,7 @@ int main(void)
 	test_round_trip();
 	test_encode_limits();
 	test_connect_vector();
+	test_dial_vectors();
 	test_truncation();
 	test_mutations();
 	test_stream();
