@@ -64,8 +64,60 @@ static void on_retry(void *arg, uint64_t now)
 		start_all(pm);
 }
 
+static void remap(struct portmap *pm, enum portmap_proto p)
+{
+	if (p == PORTMAP_UPNP)
+		pm_upnp_remap(pm);
+	else
+		pm_pmp_remap(pm);
+}
+
+/* AutoNAT's verdict on the mapped address: a router that says it maps but
+ * does not forward (some wipe mappings silently) is asked again. */
+static void on_reach(void *arg, const struct na_endpoint *ep, enum autonat_reach now,
+		     enum autonat_reach was)
+{
+	struct portmap *pm = arg;
+	struct pmap_entry *e;
+	char b[NA_ENDPOINT_STRLEN];
+
+	(void)was;
+	if (pm->active < 0)
+		return;
+	e = &pm->e[pm->active];
+	if (!na_endpoint_equal(ep, &e->external))
+		return;
+	na_endpoint_str(ep, b, sizeof(b));
+	if (now == AUTONAT_PUBLIC) {
+		log_info("%s: port mapping: %s verified: reachable from outside", pm->a->cfg->name,
+			 b);
+		return;
+	}
+	if (now != AUTONAT_PRIVATE)
+		return;
+	log_warn("%s: port mapping: %s maps %s, but nothing from outside gets through; mapping "
+		 "again", pm->a->cfg->name, config_portmap_name(e->proto), b);
+	e->remaps++;
+	remap(pm, e->proto);
+	autonat_recheck(pm->a, ep);
+}
+
+static void watch(struct portmap *pm, const struct na_endpoint *old, const struct na_endpoint *ext)
+{
+	if (old && old->ip.family)
+		autonat_unwatch(pm->a, old, AUTONAT_BY_PORTMAP);
+	if (ext) {
+		int err = autonat_watch(pm->a, ext, AUTONAT_BY_PORTMAP);
+		if (err && err != -EOPNOTSUPP)
+			log_debug("%s: port mapping: cannot have AutoNAT check it: %s",
+				  pm->a->cfg->name, strerror(-err));
+	}
+}
+
 static void free_pm(struct portmap *pm)
 {
+	if (pm->watched.ip.family)
+		autonat_unwatch(pm->a, &pm->watched, AUTONAT_BY_PORTMAP);
 	loop_timer_cancel(pm->a->loop, &pm->retry);
 	pm_upnp_close(pm);
 	pm_pmp_close(pm);
@@ -97,6 +149,10 @@ int portmap_open(struct agent *a)
 		return err;
 	}
 	a->portmap = pm;
+	err = autonat_on_change(a, on_reach, pm);
+	if (err && err != -EOPNOTSUPP)
+		log_debug("%s: port mapping: no AutoNAT verification: %s", a->cfg->name,
+			  strerror(-err));
 	start_all(pm);
 	return 0;
 }
@@ -178,8 +234,11 @@ void portmap_mapped(struct portmap *pm, enum portmap_proto proto, const struct n
 		return;
 	}
 	pm->active = (int)proto;
-	pm->verified = false;
 	pm->backoff = 0;
+	if (!na_endpoint_equal(&pm->watched, ext)) {
+		watch(pm, &pm->watched, ext);
+		pm->watched = *ext;
+	}
 	loop_timer_cancel(a->loop, &pm->retry);
 	log_info("%s: port mapping: %s maps %s -> %s, lease %s", a->cfg->name,
 		 config_portmap_name(proto), na_endpoint_str(ext, out, sizeof(out)),
@@ -240,10 +299,20 @@ void portmap_lost(struct portmap *pm, enum portmap_proto proto, const char *why)
 	e->remaps++;
 	e->state = PMAP_TRYING;
 	snprintf(e->why, sizeof(e->why), "%s", why);
-	pm->verified = false;
 }
 
-void portmap_status(const struct agent *a, struct ctl_out *out, uint64_t now)
+static const char *verified(struct agent *a, const struct na_endpoint *ext)
+{
+	if (!a->autonat)
+		return "not verified (no rendezvous to dial it back)";
+	switch (autonat_reach(a, ext)) {
+	case AUTONAT_PUBLIC: return "verified from outside";
+	case AUTONAT_PRIVATE: return "not reachable from outside";
+	default: return "not verified yet";
+	}
+}
+
+void portmap_status(struct agent *a, struct ctl_out *out, uint64_t now)
 {
 	const struct portmap *pm = a->portmap;
 	char in[NA_ENDPOINT_STRLEN], ext[NA_ENDPOINT_STRLEN], l[64], left[64], ago[64];
@@ -273,6 +342,6 @@ void portmap_status(const struct agent *a, struct ctl_out *out, uint64_t now)
 			   natctl_duration((now - e->renewed_at) / 1000000000ull, ago, sizeof(ago)));
 		if (e->remaps)
 			ctl_printf(out, ", mapped again %u time%s", e->remaps, e->remaps == 1 ? "" : "s");
-		ctl_printf(out, ", %s\n", pm->verified ? "verified from outside" : "not verified yet");
+		ctl_printf(out, ", %s\n", verified(a, &e->external));
 	}
 }

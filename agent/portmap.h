@@ -78,7 +78,7 @@ struct portmap {
 	struct agent *a;
 	struct pmap_entry e[PORTMAP_COUNT]; /* by enum portmap_proto */
 	int active;                       /* the proto in use, -1: none */
-	bool verified;                    /* AutoNAT reached the mapped address */
+	struct na_endpoint watched;       /* the address AutoNAT checks for us */
 	struct loop_timer retry;
 	uint64_t backoff;
 	struct pm_upnp upnp;
@@ -91,7 +91,7 @@ void portmap_close(struct agent *a);
 /* The mapped external address, for candidates; false if none. */
 bool portmap_external(const struct agent *a, struct na_endpoint *out);
 /* The `show` reply's port_mapping= lines (agent/ctl.h). */
-void portmap_status(const struct agent *a, struct ctl_out *out, uint64_t now);
+void portmap_status(struct agent *a, struct ctl_out *out, uint64_t now);
 const char *pmap_state_name(enum pmap_state s);
 
 /* For the protocol modules: their attempt's outcome. */
