@@ -21,6 +21,7 @@ static const struct { uint16_t min, max; } body_bounds[] = {
 	[RDVMSG_PONG]		= { 8, 8 },
 	[RDVMSG_PRESENT]	= { RDVMSG_KEY_LEN, RDVMSG_KEY_LEN },
 	[RDVMSG_NATINFO]	= { 2, 2 },
+	[RDVMSG_UNREGISTER]	= { 2, 2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN },
 };
 
 _Static_assert(2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN <= RDVMSG_MAX_BODY,
@@ -29,7 +30,7 @@ _Static_assert(RDVMSG_MAX_BODY <= UINT16_MAX, "body length is a u16");
 
 static bool type_known(uint8_t t)
 {
-	return t >= RDVMSG_REGISTER && t <= RDVMSG_NATINFO;
+	return t >= RDVMSG_REGISTER && t <= RDVMSG_UNREGISTER;
 }
 
 const char *rdvmsg_type_name(uint8_t type)
@@ -44,6 +45,7 @@ const char *rdvmsg_type_name(uint8_t type)
 	case RDVMSG_PONG:	return "PONG";
 	case RDVMSG_PRESENT:	return "PRESENT";
 	case RDVMSG_NATINFO:	return "NATINFO";
+	case RDVMSG_UNREGISTER:	return "UNREGISTER";
 	}
 	return "unknown";
 }
@@ -122,6 +124,7 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 
 	switch (m->type) {
 	case RDVMSG_REGISTER:
+	case RDVMSG_UNREGISTER:
 		if (m->reg.count > RDVMSG_MAX_KEYS)
 			return 0;
 		put16(&w, m->reg.count);
@@ -346,6 +349,7 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 
 	switch (m->type) {
 	case RDVMSG_REGISTER:
+	case RDVMSG_UNREGISTER:
 		if (!get16(&r, &m->reg.count))
 			FAIL("truncated REGISTER");
 		if (m->reg.count > RDVMSG_MAX_KEYS)

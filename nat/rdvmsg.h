@@ -24,6 +24,9 @@
  *   NATINFO    (peer -> peer, on the peer session's own control stream)
  *                                mapping u8, filtering u8: what discovery
  *                                found the sender's NAT does
+ *   UNREGISTER (peer -> server)  as REGISTER: keys the peer no longer lists
+ *                                (its configuration lost those peers); the
+ *                                server drops them from its accepted keys
  *
  * The decoder is strict: a body must have exactly the length its counts and
  * families give, reserved bytes and flags must be zero, so every frame that
@@ -63,6 +66,7 @@ enum rdvmsg_type {
 	RDVMSG_PONG		= 7,
 	RDVMSG_PRESENT		= 8,
 	RDVMSG_NATINFO		= 9,
+	RDVMSG_UNREGISTER	= 10,
 };
 
 enum rdvmsg_cand_type {
@@ -131,7 +135,7 @@ struct rdvmsg_natinfo {
 struct rdvmsg {
 	uint8_t type;	/* enum rdvmsg_type */
 	union {
-		struct rdvmsg_register reg;
+		struct rdvmsg_register reg;	/* REGISTER and UNREGISTER */
 		struct rdvmsg_registered registered;
 		struct rdvmsg_connect connect;
 		struct rdvmsg_sync sync;

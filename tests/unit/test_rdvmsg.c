@@ -22,7 +22,7 @@ static struct na_endpoint ep6(const char *ip, uint16_t port)
 }
 
 /* One sample of each type, with maximum counts where there are counts. */
-enum { NSAMPLES = 13 };
+enum { NSAMPLES = 14 };
 static struct rdvmsg samples[NSAMPLES];
 
 static void make_samples(void)
@@ -88,6 +88,11 @@ static void make_samples(void)
 	m->type = RDVMSG_NATINFO;
 	m->natinfo.mapping = 4;
 	m->natinfo.filtering = 3;
+	m++;
+	m->type = RDVMSG_UNREGISTER;		/* two keys */
+	m->reg.count = 2;
+	memset(m->reg.keys[0], 0x21, RDVMSG_KEY_LEN);
+	memset(m->reg.keys[1], 0x42, RDVMSG_KEY_LEN);
 }
 
 static bool msg_equal(const struct rdvmsg *a, const struct rdvmsg *b)
@@ -124,6 +129,7 @@ static void test_round_trip(void)
 		bool same = false;
 		switch (s->type) {
 		case RDVMSG_REGISTER:
+		case RDVMSG_UNREGISTER:
 			same = d.reg.count == s->reg.count &&
 			       !memcmp(d.reg.keys, s->reg.keys, (size_t)s->reg.count * RDVMSG_KEY_LEN);
 			break;
@@ -328,6 +334,7 @@ static void test_mutations(void)
 			     "every wrong body length refused");
 		switch (s->type) {
 		case RDVMSG_REGISTER:
+		case RDVMSG_UNREGISTER:
 			CHECK_EQ_INT(mutate_field(buf, n, 4, 2, false), 0, "every wrong key count refused");
 			break;
 		case RDVMSG_REGISTERED:
@@ -389,8 +396,8 @@ static void test_mutations(void)
 	why = NULL;
 	CHECK(rdvmsg_frame(buf, 1, NULL, &why) == -1 && why && !strcmp(why, "unknown message type"),
 	      "type 0 refused from its first byte");
-	buf[0] = 10;
-	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 10 refused");
+	buf[0] = 11;
+	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 11 refused");
 	static const uint8_t natinfo_bad[] = { RDVMSG_NATINFO, 0, 0, 2, 5, 0 };
 	why = NULL;
 	CHECK(!rdvmsg_decode(&d, natinfo_bad, sizeof(natinfo_bad), &why) && why &&
