@@ -46,7 +46,7 @@ static void status_line(struct daemon *d, char *buf, size_t len)
 	unsigned direct = 0, relayed = 0, down = 0;
 
 	for (unsigned i = 0; i < d->agent.n_peers; i++) {
-		const char *k = peer_path_kind(&d->agent.peers[i]);
+		const char *k = peer_path_kind(d->agent.peers[i]);
 		if (!strcmp(k, "direct"))
 			direct++;
 		else if (!strcmp(k, "relay"))
