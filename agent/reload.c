@@ -70,6 +70,7 @@ struct reload {
 	struct sock_want *wants;
 	unsigned n_moves, n_wants;
 	unsigned errors;
+	unsigned routes_added, routes_removed;
 };
 
 static void say(struct reload *r, enum reload_line kind, const char *line)
@@ -248,7 +249,6 @@ static void hand_over_sockets(struct reload *r)
 static void set_routes(struct reload *r, const struct config *next)
 {
 	struct na_prefix *routes;
-	unsigned added, removed;
 	size_t n = 0;
 	char line[320];
 
@@ -266,13 +266,10 @@ static void set_routes(struct reload *r, const struct config *next)
 	for (unsigned i = 0; i < next->n_peers; i++)
 		for (unsigned j = 0; j < next->peers[i].n_allowed_ips; j++)
 			routes[n++] = next->peers[i].allowed_ips[j];
-	if (tunpath_set_routes(r->a, routes, n, &added, &removed) < 0) {
+	if (tunpath_set_routes(r->a, routes, n, &r->routes_added, &r->routes_removed) < 0) {
 		snprintf(line, sizeof(line), "%s", tunpath_errmsg(r->a));
 		say(r, RELOAD_ERROR, line);
 	}
-	if (added || removed)
-		log_info("%s: %s: routes: %u added, %u removed", r->a->cfg->name, r->who, added,
-			 removed);
 	free(routes);
 }
 
@@ -379,6 +376,9 @@ int reload_apply(struct agent *a, struct config *next, const char *who, reload_r
 		commit(&r, next);
 		/* Described after the commit: these lines say what was done. */
 		confdiff_describe(&r.d, on_line, &r);
+		if (r.routes_added || r.routes_removed)
+			log_info("%s: %s: routes: %u added, %u removed", a->cfg->name, who,
+				 r.routes_added, r.routes_removed);
 	}
 	allowedips_free(&r.aips);
 	free(r.moves);
