@@ -8,6 +8,7 @@
 
 #include "agent/log.h"
 #include "agent/pathmgr.h"
+#include "agent/rdvclient.h"
 #include "agent/tunpath.h"
 #include "agent/udp.h"
 #include "nat/stun.h"
@@ -549,6 +550,37 @@ void agent_discover(struct agent *a)
 	a->disc_running = true;
 }
 
+/* One endpoint-wide keepalive: the shortest any peer asks for. */
+static uint64_t keepalive_of(const struct config *cfg, uint64_t idle_timeout)
+{
+	uint64_t keepalive = (uint64_t)CONFIG_DEFAULT_KEEPALIVE * 1000000000ull;
+
+	for (unsigned i = 0; i < cfg->n_peers; i++) {
+		const struct config_peer *cp = &cfg->peers[i];
+		uint64_t k = (uint64_t)cp->persistent_keepalive * 1000000000ull;
+
+		if (cp->has_persistent_keepalive && k && k < keepalive)
+			keepalive = k;
+	}
+	/* Keepalives must come before the idle timeout declares the path dead. */
+	if (keepalive >= idle_timeout)
+		keepalive = idle_timeout / 3;
+	return keepalive;
+}
+
+void agent_keepalive_update(struct agent *a)
+{
+	uint64_t k = keepalive_of(a->cfg, a->qcfg.idle_timeout);
+	struct conn *up = a->rdv ? a->rdv->conn : NULL;
+
+	if (k == a->qcfg.keepalive)
+		return;
+	a->qcfg.keepalive = k;
+	/* The rendezvous session keeps the NAT mapping every peer shares. */
+	if (up)
+		quic_session_set_keepalive(up->s, k);
+}
+
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 {
 	const char *why = NULL;
@@ -571,17 +603,7 @@ int agent_open(struct agent *a, struct config *cfg, struct loop *loop)
 	a->qcfg.accept_arg = a;
 	a->qcfg.ops = &ops;
 	a->qcfg.idle_timeout = (uint64_t)cfg->idle_timeout * 1000000000ull;
-	a->qcfg.keepalive = (uint64_t)CONFIG_DEFAULT_KEEPALIVE * 1000000000ull;
-	for (unsigned i = 0; i < cfg->n_peers; i++) {
-		const struct config_peer *cp = &cfg->peers[i];
-		uint64_t k = (uint64_t)cp->persistent_keepalive * 1000000000ull;
-		/* One endpoint-wide keepalive: the shortest any peer asks for. */
-		if (cp->has_persistent_keepalive && k && k < a->qcfg.keepalive)
-			a->qcfg.keepalive = k;
-	}
-	/* Keepalives must come before the idle timeout declares the path dead. */
-	if (a->qcfg.keepalive >= a->qcfg.idle_timeout)
-		a->qcfg.keepalive = a->qcfg.idle_timeout / 3;
+	a->qcfg.keepalive = keepalive_of(cfg, a->qcfg.idle_timeout);
 	a->demux = quic_demux_new(&a->qcfg, 1024);
 	if (!a->demux) {
 		err = -ENOMEM;

@@ -2,6 +2,7 @@
  * driven by one event loop. Modules:
  *   agent.c  sockets on ListenPort (one per family), RFC 9443 demux, sending
  *   peer.c   peers from the config, their sessions, dialing and redialing
+ *   reload.c a new configuration's peers applied to the running agent
  *   proxy.c  proxy mode: a UDP endpoint per peer for a local VPN
  *   tunpath.c tun mode: IP packets between the TUN device and peers
  *   rdvclient.c our session to the rendezvous: registration, relay uplink
@@ -88,7 +89,7 @@ struct peer {
 	struct loop_timer dial_timer;
 	uint64_t backoff;
 	uint64_t up_since;
-	unsigned idx;        /* in agent.peers: names its relayed path */
+	uint32_t idx;        /* names its relayed path; never reused (peer.c) */
 	bool dialed_relay;   /* the last dial went through the rendezvous */
 	bool try_relay;      /* next dial: through the rendezvous (if both ways exist) */
 	char last_error[96]; /* why the last session ended */
@@ -131,8 +132,11 @@ struct agent {
 	struct quic_demux *demux;
 	struct conn *conns;
 	struct conn *dirty_head; /* sessions with work queued this turn */
-	struct peer *peers;
-	unsigned n_peers;
+	/* Pointers, so that a peer stays where it is while others come and go
+	 * (sessions and the path manager hold it); in idx order. */
+	struct peer **peers;
+	unsigned n_peers, cap_peers;
+	uint32_t next_idx; /* the next peer's idx */
 	struct stunsvc *stun; /* the rendezvous's STUN service, if any */
 	/* Discovery on the IPv4 ListenPort socket: the mapping that socket
 	 * has is the one every peer and the rendezvous see. */
@@ -161,6 +165,10 @@ void agent_conn_adopt(struct agent *a, struct conn *c);
 void conn_mark(struct conn *c);
 /* Flushes every session marked dirty; the data paths call it once per batch. */
 void agent_flush_dirty(struct agent *a);
+/* The endpoint-wide keep-alive from the configuration again (a reload
+ * changed a PersistentKeepalive): new sessions and the rendezvous session
+ * use it; the peers' sessions take it at their next path change. */
+void agent_keepalive_update(struct agent *a);
 /* Moves every session we dialed to a new local port: a fresh socket, then
  * QUIC path validation and migration, as after a NAT rebinding. Returns the
  * number of sessions asked to move. */
@@ -185,6 +193,26 @@ int agent_open_rdv_socket(struct agent *a, const struct na_endpoint *listen);
 int peers_open(struct agent *a);
 void peers_close(struct agent *a);
 struct peer *peer_by_key(struct agent *a, const uint8_t key[KEY_LEN]);
+/* The peer with that idx, NULL once it is gone (idx are never reused). */
+struct peer *peer_by_idx(struct agent *a, uint32_t idx);
+/* A new peer for cp, with its path manager and a fresh idx, not yet among
+ * the agent's peers (so it can still be freed with peer_free if a reload
+ * fails before it starts). NULL when out of memory. */
+struct peer *peer_new(struct agent *a, const struct config_peer *cp);
+void peer_free(struct peer *p);
+/* Room for n peers in all, so that peer_start cannot fail: 0 or -ENOMEM. */
+int peers_reserve(struct agent *a, unsigned n);
+/* Makes a peer_new one of the agent's peers, and dials it when it is our
+ * turn (after peers_reserve). */
+void peer_start(struct peer *p);
+/* Closes the peer's sessions (CONNECTION_CLOSE with why, sent now), takes
+ * it out of the agent, its tunnel table and its proxy socket, and frees
+ * it. Nothing refers to it afterwards: its sessions' conns forget it, and
+ * its idx names no path any more. */
+void peer_remove(struct peer *p, const char *why);
+/* A reload changed the peer's Endpoint or PersistentKeepalive (p->cfg is
+ * the new one): dial the new Endpoint if idle; use the new keepalive. */
+void peer_config_changed(struct peer *p);
 /* Sends one tunnel datagram (context id + payload) to the peer; counts a
  * drop and returns false when it cannot. Does not flush. */
 bool peer_send(struct peer *p, uint64_t ctx, const uint8_t *data, size_t len);
@@ -211,6 +239,12 @@ bool rdvclient_can_relay(struct agent *a);
 /* The registered rendezvous session, which carries relayed packets; NULL
  * while there is none. */
 struct conn *rdvclient_uplink(struct agent *a);
+
+/* The peers changed (reload.c): REGISTER the keys added, UNREGISTER those
+ * removed, on a session that is up; one still in its handshake registers
+ * the whole new list when it comes up. */
+void rdvclient_peers_changed(struct agent *a, const uint8_t *const *added, unsigned n_added,
+			     const uint8_t *const *removed, unsigned n_removed);
 
 /* hostwatch.c: the host's addresses, watched; a change makes relayed peers
  * punch again with the new candidates and reachability be checked again. 0
@@ -311,5 +345,13 @@ void rdv_autonat_request(struct conn *c, struct tbucket *limit,
 int proxy_open(struct agent *a);
 void proxy_close(struct agent *a);
 void proxy_deliver(struct peer *p, const uint8_t *data, size_t len);
+/* A LocalEndpoint socket, bound, not yet read: the fd or -errno. */
+int proxy_bind(const struct na_endpoint *ep);
+/* Gives a bound socket to the peer and reads it for the peer (p->proxy_fd
+ * must be -1): 0 or -errno. */
+int proxy_attach(struct peer *p, int fd);
+/* Takes the socket back from the peer, still open (to move it to another
+ * peer, or to close it): the fd, or -1 if it had none. */
+int proxy_detach(struct peer *p);
 
 #endif

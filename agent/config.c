@@ -685,12 +685,88 @@ bool config_read_finish(struct config_ctx *ctx)
 	return ctx->errors == 0;
 }
 
+void config_read_text(struct config_ctx *ctx, const char *text, size_t len)
+{
+	char line[LINE_MAX_LEN + 2];
+
+	while (len) {
+		const char *nl = memchr(text, '\n', len);
+		size_t n = nl ? (size_t)(nl - text) + 1 : len;
+		/* A longer line is cut where fgets would have cut it: what is
+		 * kept is enough for config_read_line to say it is too long. */
+		size_t keep = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+
+		memcpy(line, text, keep);
+		line[keep] = '\0';
+		config_read_line(ctx, line);
+		text += n;
+		len -= n;
+	}
+}
+
+bool config_load_text(struct config *cfg, const char *file, const char *text, size_t len,
+		      config_error_fn on_error, void *arg)
+{
+	struct config_ctx ctx;
+
+	config_init(cfg);
+	config_read_init(&ctx, cfg, file, on_error, arg);
+	config_read_text(&ctx, text, len);
+	if (!config_read_finish(&ctx)) {
+		config_free(cfg);
+		return false;
+	}
+	return true;
+}
+
+int config_read_file(const char *path, char **text, size_t *len, mode_t *mode)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	FILE *f = fopen(path, "r");
+	int err = 0;
+
+	if (!f)
+		return -errno;
+	if (mode)
+		*mode = fstat(fileno(f), &st) == 0 ? st.st_mode : 0;
+	for (;;) {
+		if (n == cap) {
+			char *b = cap < CONFIG_FILE_MAX ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
+
+			if (!b) {
+				err = cap < CONFIG_FILE_MAX ? -ENOMEM : -EFBIG;
+				break;
+			}
+			buf = b;
+			cap = cap ? cap * 2 : 4096;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0) {
+			if (ferror(f))
+				err = -EIO;
+			break;
+		}
+	}
+	fclose(f);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
 bool config_load(struct config *cfg, const char *path, config_error_fn on_error, void *arg)
 {
 	struct config_ctx ctx;
-	char line[LINE_MAX_LEN + 2];
-	struct stat st;
-	FILE *f;
+	char *text = NULL;
+	size_t len = 0;
+	mode_t mode = 0;
+	int err;
 
 	config_init(cfg);
 	config_read_init(&ctx, cfg, path, on_error, arg);
@@ -700,29 +776,20 @@ bool config_load(struct config *cfg, const char *path, config_error_fn on_error,
 		return false;
 	}
 	snprintf(cfg->path, sizeof(cfg->path), "%s", path);
-	f = fopen(path, "r");
-	if (!f) {
-		error(&ctx, "cannot open: %s", strerror(errno));
+	err = config_read_file(path, &text, &len, &mode);
+	if (err == -EIO || err == -EFBIG) {
+		error(&ctx, "%s", err == -EIO ? "read error" : "larger than natagent reads");
 		return false;
 	}
-	if (!fstat(fileno(f), &st) && (st.st_mode & 077))
-		emit(&ctx, true, "readable by group or others (mode %04o) but holds a private key; chmod 600 it",
-		     st.st_mode & 07777);
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strlen(line);
-		if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
-			/* Too long: report once, skip the rest of it. */
-			int c;
-			config_read_line(&ctx, line);
-			while ((c = fgetc(f)) != EOF && c != '\n')
-				;
-			continue;
-		}
-		config_read_line(&ctx, line);
+	if (err) {
+		error(&ctx, "cannot open: %s", strerror(-err));
+		return false;
 	}
-	if (ferror(f))
-		error(&ctx, "read error: %s", strerror(errno));
-	fclose(f);
+	if (mode & 077)
+		emit(&ctx, true, "readable by group or others (mode %04o) but holds a private key; chmod 600 it",
+		     mode & 07777);
+	config_read_text(&ctx, text, len);
+	free(text);
 	if (!config_read_finish(&ctx)) {
 		config_free(cfg);
 		return false;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "agent/keys.h"
 #include "nat/addr.h"
@@ -23,6 +24,7 @@ enum portmap_proto { PORTMAP_UPNP, PORTMAP_PCP, PORTMAP_NATPMP, PORTMAP_COUNT };
 #define CONFIG_MAX_PEERS   4096
 #define CONFIG_MAX_ALLOWED 256
 #define CONFIG_NAME_MAX    16 /* IFNAMSIZ */
+#define CONFIG_FILE_MAX    (64u << 20) /* bytes read of a file, at most */
 
 #define CONFIG_DEFAULT_MTU        1280
 #define CONFIG_DEFAULT_KEEPALIVE  25  /* seconds, where a NAT needs one */
@@ -130,10 +132,22 @@ void config_read_line(struct config_ctx *ctx, const char *line);
 /* Cross-field checks; true when the whole file was good. */
 bool config_read_finish(struct config_ctx *ctx);
 
+/* Feeds text (a whole file) to config_read_line, line by line. */
+void config_read_text(struct config_ctx *ctx, const char *text, size_t len);
+
 /* Reads a whole file. Also warns (through on_error with a "warning: " prefix
  * that does not count as an error) when the private key is readable by
  * group or others. */
 bool config_load(struct config *cfg, const char *path, config_error_fn on_error, void *arg);
+/* Parses a file's text already read, as config_load parses the file (file
+ * names it in messages); leaves name and path empty, and warns about no
+ * mode: `natctl syncconf` checks the text it then sends, and natagent
+ * parses what it received. */
+bool config_load_text(struct config *cfg, const char *file, const char *text, size_t len,
+		      config_error_fn on_error, void *arg);
+/* A file's bytes (up to CONFIG_FILE_MAX) into *text (to free) and *len,
+ * with its mode (may be NULL): 0, or -errno (-EFBIG: over the limit). */
+int config_read_file(const char *path, char **text, size_t *len, mode_t *mode);
 
 /* The normalised form, as `natagent -n -v` prints it: every key that is set
  * or defaulted, canonical spelling, the private key hidden. */

@@ -46,7 +46,10 @@ struct ctl_client {
 	struct ctl_out out;
 	size_t in_len;
 	size_t line_start; /* where the next line of the request begins */
-	char in[CTL_REQUEST_MAX];
+	int body_req;      /* the extra[] entry whose body is being read, or -1 */
+	size_t body_end;   /* the body so far ends here (see client_parse) */
+	size_t in_cap;     /* CTL_REQUEST_MAX, up to CTL_BODY_MAX for a body */
+	char *in;
 };
 
 /* ---- paths ---- */
@@ -184,6 +187,7 @@ static void client_free(struct ctl_client *cl)
 	close(cl->fd);
 	c->clients[cl->slot] = NULL;
 	free(cl->out.buf);
+	free(cl->in);
 	free(cl);
 }
 
@@ -247,15 +251,36 @@ static void reply_unknown(struct ctl_out *out, const char *req)
 
 static void on_client(void *arg, uint32_t events);
 
-int ctl_add_request(struct ctl *c, const char *name, ctl_show_fn fn, void *arg)
+static int add_extra(struct ctl *c, const char *name, ctl_show_fn fn, ctl_body_fn body,
+		     void *arg)
 {
 	if (c->n_extra >= CTL_MAX_EXTRA)
 		return -ENOSPC;
 	c->extra[c->n_extra].name = name;
 	c->extra[c->n_extra].fn = fn;
+	c->extra[c->n_extra].body = body;
 	c->extra[c->n_extra].arg = arg;
 	c->n_extra++;
 	return 0;
+}
+
+int ctl_add_request(struct ctl *c, const char *name, ctl_show_fn fn, void *arg)
+{
+	return add_extra(c, name, fn, NULL, arg);
+}
+
+int ctl_add_body_request(struct ctl *c, const char *name, ctl_body_fn fn, void *arg)
+{
+	return add_extra(c, name, NULL, fn, arg);
+}
+
+/* The extra[] entry of a request that takes a body, or -1. */
+static int body_request(const struct ctl *c, const char *req)
+{
+	for (unsigned i = 0; i < c->n_extra; i++)
+		if (c->extra[i].body && !strcmp(req, c->extra[i].name))
+			return (int)i;
+	return -1;
 }
 
 /* Builds the whole reply, then writes what the socket takes now; the rest
@@ -263,14 +288,21 @@ int ctl_add_request(struct ctl *c, const char *name, ctl_show_fn fn, void *arg)
 static void client_respond(struct ctl_client *cl, const char *req, bool one_line)
 {
 	struct ctl *c = cl->ctl;
+	size_t body = strlen(cl->in) + 1;
 
 	if (out_init(&cl->out, c->reply_cap) < 0) {
 		client_free(cl);
 		return;
 	}
-	if (!one_line)
+	if (!one_line) {
 		ctl_printf(&cl->out, "error=request must be one line\n");
-	else if (!strcmp(req, "show")) {
+	} else if (cl->body_req >= 0) {
+		if (cl->body_end < body)
+			cl->body_end = body; /* no body lines at all */
+		cl->in[cl->body_end] = '\0';
+		c->extra[cl->body_req].body(c->extra[cl->body_req].arg, cl->in + body,
+					    cl->body_end - body, &cl->out);
+	} else if (!strcmp(req, "show")) {
 		if (c->show)
 			c->show(c->arg, &cl->out);
 	} else {
@@ -278,7 +310,7 @@ static void client_respond(struct ctl_client *cl, const char *req, bool one_line
 
 		for (i = 0; i < c->n_extra && strcmp(req, c->extra[i].name); i++)
 			;
-		if (i < c->n_extra)
+		if (i < c->n_extra && c->extra[i].fn)
 			c->extra[i].fn(c->extra[i].arg, &cl->out);
 		else
 			reply_unknown(&cl->out, req);
@@ -295,10 +327,12 @@ static void client_respond(struct ctl_client *cl, const char *req, bool one_line
 }
 
 /* A request is whole at its empty line, or at once if its first line is
- * empty. Lines are cut in place as they complete (the '\n', or a '\r'
- * before it, becomes the NUL), so the request line is always cl->in and
- * line_start is all the state kept between reads. Returns true once the
- * client was answered (and may be gone). */
+ * empty. The request line is cut in place as it completes (its '\n', or a
+ * '\r' before it, becomes the NUL), so it is always cl->in. A body's lines
+ * are moved down as they complete to follow it without their '\r's, each
+ * ended by '\n', up to body_end; line_start (where the next line begins)
+ * is never before body_end, so the move never overwrites unread bytes.
+ * Returns true once the client was answered (and may be gone). */
 static bool client_parse(struct ctl_client *cl)
 {
 	char *nl;
@@ -309,21 +343,51 @@ static bool client_parse(struct ctl_client *cl)
 
 		if (len && line[len - 1] == '\r')
 			len--;
-		line[len] = '\0';
 		cl->line_start = (size_t)(nl - cl->in) + 1;
-		if (line == cl->in && len)
-			continue; /* the request line: wait for the empty one */
+		if (line == cl->in && len) {
+			line[len] = '\0'; /* the request line: wait for the empty one */
+			cl->body_req = body_request(cl->ctl, cl->in);
+			cl->body_end = len + 1;
+			continue;
+		}
+		if (len && cl->body_req >= 0) {
+			memmove(cl->in + cl->body_end, line, len);
+			cl->body_end += len;
+			cl->in[cl->body_end++] = '\n';
+			continue;
+		}
+		line[len] = '\0';
 		client_respond(cl, cl->in, line == cl->in || !len);
 		return true;
 	}
 	return false;
 }
 
+/* The buffer is full: it grows past CTL_REQUEST_MAX only while reading the
+ * body of a request that takes one. False when the request is too long. */
+static bool client_grow(struct ctl_client *cl)
+{
+	size_t cap = cl->in_cap * 2;
+	char *in;
+
+	if (cl->body_req < 0 || cl->in_cap >= CTL_BODY_MAX)
+		return false;
+	if (cap > CTL_BODY_MAX)
+		cap = CTL_BODY_MAX;
+	in = realloc(cl->in, cap);
+	if (!in)
+		return false;
+	cl->in = in;
+	cl->in_cap = cap;
+	return true;
+}
+
 static void client_read(struct ctl_client *cl)
 {
 	ssize_t n;
 
-	n = recv(cl->fd, cl->in + cl->in_len, sizeof(cl->in) - cl->in_len, MSG_DONTWAIT);
+	/* One byte kept back: client_respond ends the body with a NUL. */
+	n = recv(cl->fd, cl->in + cl->in_len, cl->in_cap - 1 - cl->in_len, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -333,7 +397,7 @@ static void client_read(struct ctl_client *cl)
 	cl->in_len += (size_t)n;
 	if (client_parse(cl))
 		return;
-	if (cl->in_len == sizeof(cl->in)) {
+	if (cl->in_len == cl->in_cap - 1 && !client_grow(cl)) {
 		cl->ctl->stats.too_long++;
 		client_free(cl);
 	}
@@ -363,11 +427,17 @@ static void client_add(struct ctl *c, int fd)
 		return;
 	}
 	cl = calloc(1, sizeof(*cl));
-	if (!cl || loop_add_fd(c->loop, fd, EPOLLIN, on_client, cl) < 0) {
+	if (cl)
+		cl->in = malloc(CTL_REQUEST_MAX);
+	if (!cl || !cl->in || loop_add_fd(c->loop, fd, EPOLLIN, on_client, cl) < 0) {
+		if (cl)
+			free(cl->in);
 		free(cl);
 		close(fd);
 		return;
 	}
+	cl->in_cap = CTL_REQUEST_MAX;
+	cl->body_req = -1;
 	c->stats.accepted++;
 	cl->ctl = c;
 	cl->fd = fd;

@@ -9,6 +9,15 @@
  *   request:  one line, then an empty line:  "show\n\n"
  *   reply:    "key=value\n" lines, then an empty line; the server then closes.
  *
+ * A request registered with ctl_add_body_request takes a body: "key=value"
+ * lines (never empty) between its request line and the empty line, e.g.
+ * `natctl syncconf`'s
+ *
+ *   "syncconf\nfile=nt0.conf\nline=[Interface]\nline=\nline=PrivateKey = ...\n\n"
+ *
+ * (the configuration file, each of its lines as a line= line, so that its
+ * own empty lines cannot end the request). Every other request is one line.
+ *
  * The empty line (not EOF) ends a request, as in wg's UAPI, so a client needs
  * no half-close and a person can type the request into `socat - UNIX:...`.
  * A client that sends EOF before the empty line gets no reply. An unknown
@@ -18,7 +27,9 @@
  *
  * Limits, so that a stuck or hostile client cannot hold the daemon: at most
  * CTL_MAX_CLIENTS connections at once (more are closed at once), a request of
- * at most CTL_REQUEST_MAX bytes (longer: closed), and CTL_IDLE_NS both to
+ * at most CTL_REQUEST_MAX bytes, CTL_BODY_MAX with a body (longer: closed;
+ * the buffer grows past CTL_REQUEST_MAX only for a request line registered
+ * as taking a body), and CTL_IDLE_NS both to
  * send the whole request and, while the reply is written, between two writes
  * that make progress (so a slow reader of a large reply is not cut off).
  *
@@ -37,15 +48,19 @@
 #define CTL_RUN_DIR_DEFAULT "/run/natagent"
 #define CTL_MAX_CLIENTS     16
 #define CTL_REQUEST_MAX     4096
+#define CTL_BODY_MAX        (4u << 20) /* a config of thousands of peers */
 #define CTL_REPLY_MAX       (16u << 20)
 #define CTL_IDLE_NS         (5 * 1000000000ull)
-#define CTL_MAX_EXTRA       4
+#define CTL_MAX_EXTRA       8
 
 /* A reply being built; the show callback appends to it with ctl_printf. */
 struct ctl_out;
 
 /* Appends the daemon's state to out. Runs inside the loop, synchronously. */
 typedef void (*ctl_show_fn)(void *arg, struct ctl_out *out);
+/* The same for a request with a body: body holds its lines, each ended by
+ * '\n' (a CRLF's '\r' removed), len bytes, NUL-terminated after them. */
+typedef void (*ctl_body_fn)(void *arg, const char *body, size_t len, struct ctl_out *out);
 
 struct ctl_client;
 
@@ -63,7 +78,12 @@ struct ctl {
 	ctl_show_fn show;
 	void *arg;
 	/* Requests besides "show": ctl_add_request. */
-	struct { const char *name; ctl_show_fn fn; void *arg; } extra[CTL_MAX_EXTRA];
+	struct {
+		const char *name;
+		ctl_show_fn fn;   /* one of fn and body is set */
+		ctl_body_fn body;
+		void *arg;
+	} extra[CTL_MAX_EXTRA];
 	unsigned n_extra;
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 	struct loop_timer accept_retry; /* accept paused: out of fds */
@@ -95,6 +115,8 @@ void ctl_close(struct ctl *c);
 /* Answers request name (one line, e.g. "stop") with fn(arg, out), like
  * "show". -ENOSPC past CTL_MAX_EXTRA. */
 int ctl_add_request(struct ctl *c, const char *name, ctl_show_fn fn, void *arg);
+/* The same for a request that takes a body (see the top). */
+int ctl_add_body_request(struct ctl *c, const char *name, ctl_body_fn fn, void *arg);
 
 /* Appends text to the reply. Each call should append whole lines, each
  * "key=value\n", and no empty line (an empty line ends the reply). Once the

@@ -16,10 +16,12 @@
 #include "agent/log.h"
 #include "agent/portmap.h"
 #include "agent/loop.h"
+#include "agent/reload.h"
 #include "agent/rendezvous.h"
 #include "agent/sdnotify.h"
 #include "agent/status.h"
 #include "agent/stunsvc.h"
+#include "agent/syncconf.h"
 #include "agent/tunpath.h"
 
 struct daemon {
@@ -47,7 +49,7 @@ static void status_line(struct daemon *d, char *buf, size_t len)
 	unsigned direct = 0, relayed = 0, down = 0;
 
 	for (unsigned i = 0; i < d->agent.n_peers; i++) {
-		const char *k = peer_path_kind(&d->agent.peers[i]);
+		const char *k = peer_path_kind(d->agent.peers[i]);
 		if (!strcmp(k, "direct"))
 			direct++;
 		else if (!strcmp(k, "relay"))
@@ -90,6 +92,53 @@ static void on_ctl_showconf(void *arg, struct ctl_out *out)
 		ctl_put(out, "line", line);
 	}
 	free(text);
+}
+
+/* After a reload: systemd's status line counts the peers there are now. */
+static void reloaded(struct daemon *d)
+{
+	if (d->agent.n_peers && !loop_timer_armed(&d->status_timer))
+		loop_timer_set(d->loop, &d->status_timer, loop_now());
+}
+
+/* `natctl syncconf`: the file came in the request (syncconf.c). */
+static void on_ctl_syncconf(void *arg, const char *body, size_t len, struct ctl_out *out)
+{
+	struct daemon *d = arg;
+
+	syncconf_request(&d->agent, body, len, out);
+	reloaded(d);
+}
+
+static void log_config_error(void *arg, const char *msg)
+{
+	struct daemon *d = arg;
+
+	if (strstr(msg, ": warning: "))
+		log_warn("%s: SIGHUP: %s", d->cfg->name, msg);
+	else
+		log_err("%s: SIGHUP: %s", d->cfg->name, msg);
+}
+
+/* SIGHUP: the file natagent was started with, read again. A file with
+ * errors changes nothing: they are logged and the agent runs on. */
+static void reload_file(struct daemon *d)
+{
+	struct config next;
+
+	if (!d->agent_open) {
+		log_warn("%s: SIGHUP: nothing running to reload", d->cfg->name);
+		return;
+	}
+	log_info("%s: SIGHUP: reading %s again", d->cfg->name, d->cfg->path);
+	if (!config_load(&next, d->cfg->path, log_config_error, d)) {
+		log_err("%s: SIGHUP: %s has errors; nothing applied, running as before", d->cfg->name,
+			d->cfg->path);
+		return;
+	}
+	reload_apply(&d->agent, &next, "SIGHUP", NULL, NULL);
+	config_free(&next);
+	reloaded(d);
 }
 
 static void on_status_timer(void *arg, uint64_t now)
@@ -137,8 +186,7 @@ static void on_signal(void *arg, uint32_t events)
 			loop_stop(d->loop);
 			break;
 		case SIGHUP:
-			log_info("%s: SIGHUP: reload is not supported by this build; ignored",
-				 d->cfg->name);
+			reload_file(d);
 			break;
 		}
 	}
@@ -331,6 +379,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *opts)
 			d.ctl_open = true;
 			ctl_add_request(&d.ctl, "stop", on_ctl_stop, &d);
 			ctl_add_request(&d.ctl, "showconf", on_ctl_showconf, &d);
+			ctl_add_body_request(&d.ctl, "syncconf", on_ctl_syncconf, &d);
 		}
 	}
 	log_info("%s: ready", cfg->name);

@@ -18,8 +18,9 @@ static void usage(FILE *out)
 		"  -v        with -n, print the configuration parsed and normalised\n"
 		"  -d        debug logging\n"
 		"  -B, --no-bpf  no BPF: do in userspace what the XDP/tc programs would\n"
-		"Signals: INT/TERM stop (removing TUN, routes, XDP and pins); USR1 moves\n"
-		"dialed sessions to a new local port; USR2 stops keeping the BPF maps pinned\n");
+		"Signals: INT/TERM stop (removing TUN, routes, XDP and pins); HUP reads FILE\n"
+		"again and applies its peers (as natctl syncconf); USR1 moves dialed\n"
+		"sessions to a new local port; USR2 stops keeping the BPF maps pinned\n");
 }
 
 int main(int argc, char **argv)

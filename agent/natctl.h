@@ -14,6 +14,7 @@ int natctl_show(int argc, char **argv);
 int natctl_up(int argc, char **argv);
 int natctl_down(int argc, char **argv);
 int natctl_showconf(int argc, char **argv);
+int natctl_syncconf(int argc, char **argv);
 
 /* Sends request ("show\n\n", "stop\n\n") to iface's natagent over its
  * control socket and gives back the whole reply (key=value lines and the

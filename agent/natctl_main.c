@@ -16,6 +16,7 @@ static const struct {
 	{ "netcheck", natctl_netcheck, "Finds the public address and how the NAT behaves" },
 	{ "bpf", natctl_bpf, "Shows the BPF fast path: counters by reason and the NAT-mapping cache" },
 	{ "showconf", natctl_showconf, "Prints the running configuration of an interface" },
+	{ "syncconf", natctl_syncconf, "Applies a config file's peers to a running interface" },
 	{ "up", natctl_up, "Starts natagent with a config file and waits until its peers are up" },
 	{ "down", natctl_down, "Stops the natagent of an interface" },
 };

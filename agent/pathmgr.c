@@ -550,7 +550,7 @@ bool pathmgr_input_stun(struct agent *a, const struct stun_msg *m,
 	uint64_t now = loop_now();
 
 	for (unsigned i = 0; i < a->n_peers; i++) {
-		struct pathmgr *pm = a->peers[i].pm;
+		struct pathmgr *pm = a->peers[i]->pm;
 		enum punch_input_result res;
 		char f[NA_ENDPOINT_STRLEN];
 		size_t rlen = 0;
@@ -751,7 +751,7 @@ static void send_natinfo(struct peer *p)
 void pathmgr_nat_known(struct agent *a)
 {
 	for (unsigned i = 0; i < a->n_peers; i++)
-		send_natinfo(&a->peers[i]);
+		send_natinfo(a->peers[i]);
 }
 
 void pathmgr_peer_stream(struct conn *c, const uint8_t *data, size_t len)
@@ -834,10 +834,18 @@ void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct qu
 	watch_direct(pm);
 }
 
+void pathmgr_config_changed(struct peer *p)
+{
+	/* The token keepalives read the peer's config as they go; the
+	 * session's own keep-alive is set here and at each path change. */
+	if (p->pm && session_up(p))
+		session_keepalive(p->pm);
+}
+
 void pathmgr_candidates_changed(struct agent *a, bool restart)
 {
 	for (unsigned i = 0; i < a->n_peers; i++) {
-		struct pathmgr *pm = a->peers[i].pm;
+		struct pathmgr *pm = a->peers[i]->pm;
 
 		if (!pm || !wants_direct(pm))
 			continue;
@@ -969,8 +977,8 @@ struct pathmgr *pathmgr_new(struct peer *p)
 void pathmgr_fastpath_up(struct agent *a)
 {
 	for (unsigned i = 0; i < a->n_peers; i++)
-		if (a->peers[i].pm)
-			fastpath_add_token(a->fp, a->peers[i].pm->our_token);
+		if (a->peers[i]->pm)
+			fastpath_add_token(a->fp, a->peers[i]->pm->our_token);
 }
 
 void pathmgr_free(struct pathmgr *pm)

@@ -62,6 +62,8 @@ struct pathmgr {
 struct pathmgr *pathmgr_new(struct peer *p);
 void pathmgr_free(struct pathmgr *pm);
 
+/* A reload changed the peer's configuration (its PersistentKeepalive). */
+void pathmgr_config_changed(struct peer *p);
 /* The peer's session came up: over the relay, look for a direct path. */
 void pathmgr_session_up(struct peer *p);
 /* Our reflexive address changed (a NAT rebinding, a new NAT), or discovery

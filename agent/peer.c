@@ -9,19 +9,30 @@
  * without talking; between two sessions with the same client, the newer
  * wins (the peer restarted).
  *
+ * Peers come and go at runtime (reload.c): each lives in its own allocation,
+ * found through agent.peers, an array of pointers kept in idx order. A
+ * peer's idx names its relayed path (relay.c: 100::<idx + 2>); it comes from
+ * a counter and is never given to another peer, so a packet still on its way
+ * to or from a removed peer's path (a closing session's last packets, a
+ * handshake that was under way) finds no peer rather than the wrong one.
+ *
  * Timers, per peer:
  *   dial_timer   first dial (now, or DIAL_FALLBACK for the larger key), then
  *                redial after a session dies: at once if the peer restarted
  *                (stateless reset), else after a backoff from BACKOFF_MIN
  *                doubling to BACKOFF_MAX, reset when a session comes up.
  * Timers per session live in the session (see quic/session.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/fastpath.h"
 #include "agent/log.h"
 #include "agent/pathmgr.h"
+#include "agent/tunpath.h"
 #include "quic/dgram.h"
 
 #define DIAL_FALLBACK (3000000000ull)
@@ -31,9 +42,25 @@
 struct peer *peer_by_key(struct agent *a, const uint8_t key[KEY_LEN])
 {
 	for (unsigned i = 0; i < a->n_peers; i++)
-		if (!memcmp(a->peers[i].cfg->public_key, key, KEY_LEN))
-			return &a->peers[i];
+		if (!memcmp(a->peers[i]->cfg->public_key, key, KEY_LEN))
+			return a->peers[i];
 	return NULL;
+}
+
+struct peer *peer_by_idx(struct agent *a, uint32_t idx)
+{
+	unsigned lo = 0, hi = a->n_peers;
+
+	/* Per relayed packet: a binary search, the array being in idx order. */
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+
+		if (a->peers[mid]->idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < a->n_peers && a->peers[lo]->idx == idx ? a->peers[lo] : NULL;
 }
 
 static bool we_dial_first(const struct peer *p)
@@ -253,7 +280,7 @@ void peer_present(struct agent *a, const uint8_t key[KEY_LEN])
 void peers_relay_ready(struct agent *a)
 {
 	for (unsigned i = 0; i < a->n_peers; i++) {
-		struct peer *p = &a->peers[i];
+		struct peer *p = a->peers[i];
 		if (!p->conn && !loop_timer_armed(&p->dial_timer))
 			schedule_dial(p, we_dial_first(p) ? 0 : DIAL_FALLBACK);
 	}
@@ -293,31 +320,73 @@ bool peer_send(struct peer *p, uint64_t ctx, const uint8_t *data, size_t len)
 	return true;
 }
 
+struct peer *peer_new(struct agent *a, const struct config_peer *cp)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+	char b64[KEY_B64_LEN];
+
+	if (!p)
+		return NULL;
+	p->a = a;
+	/* 2^32 peers added in one run before a wrap: not a concern. */
+	p->idx = a->next_idx++;
+	p->cfg = cp;
+	p->proxy_fd = -1;
+	key_to_base64(b64, cp->public_key);
+	snprintf(p->name, sizeof(p->name), "%.8s", b64);
+	loop_timer_init(&p->dial_timer, on_dial_timer, p);
+	p->pm = pathmgr_new(p);
+	if (!p->pm) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void peer_free(struct peer *p)
+{
+	loop_timer_cancel(p->a->loop, &p->dial_timer);
+	pathmgr_free(p->pm);
+	free(p);
+}
+
+int peers_reserve(struct agent *a, unsigned n)
+{
+	struct peer **peers;
+
+	if (n <= a->cap_peers)
+		return 0;
+	peers = realloc(a->peers, n * sizeof(*peers));
+	if (!peers)
+		return -ENOMEM;
+	a->peers = peers;
+	a->cap_peers = n;
+	return 0;
+}
+
+void peer_start(struct peer *p)
+{
+	struct agent *a = p->a;
+
+	/* The newest idx: the array stays in idx order. */
+	a->peers[a->n_peers++] = p;
+	if (a->fp)
+		fastpath_add_token(a->fp, p->pm->our_token);
+	schedule_dial(p, we_dial_first(p) ? 0 : DIAL_FALLBACK);
+}
+
 int peers_open(struct agent *a)
 {
 	const struct config *cfg = a->cfg;
 
-	if (!cfg->n_peers)
-		return 0;
-	a->peers = calloc(cfg->n_peers, sizeof(*a->peers));
-	if (!a->peers)
+	if (peers_reserve(a, cfg->n_peers) < 0)
 		return -1;
-	a->n_peers = cfg->n_peers;
 	for (unsigned i = 0; i < cfg->n_peers; i++) {
-		struct peer *p = &a->peers[i];
-		char b64[KEY_B64_LEN];
+		struct peer *p = peer_new(a, &cfg->peers[i]);
 
-		p->a = a;
-		p->idx = i;
-		p->cfg = &cfg->peers[i];
-		p->proxy_fd = -1;
-		key_to_base64(b64, p->cfg->public_key);
-		snprintf(p->name, sizeof(p->name), "%.8s", b64);
-		loop_timer_init(&p->dial_timer, on_dial_timer, p);
-		p->pm = pathmgr_new(p);
-		if (!p->pm)
+		if (!p)
 			return -1;
-		schedule_dial(p, we_dial_first(p) ? 0 : DIAL_FALLBACK);
+		peer_start(p);
 	}
 	return 0;
 }
@@ -337,14 +406,52 @@ static void log_stats(const struct peer *p)
 		 (unsigned long long)st->drop_spoofed, (unsigned long long)st->drop_bad);
 }
 
+void peer_remove(struct peer *p, const char *why)
+{
+	struct agent *a = p->a;
+	unsigned i;
+
+	/* Close now, while the idx still names the relayed path, so the
+	 * CONNECTION_CLOSE goes out; the conns outlive us for their closing
+	 * period, knowing no peer. */
+	for (struct conn *c = a->conns; c; c = c->next) {
+		if (c->peer != p)
+			continue;
+		c->peer = NULL;
+		quic_session_close(c->s, 0, why);
+		conn_mark(c);
+	}
+	p->conn = NULL;
+	agent_flush_dirty(a);
+	if (a->tun)
+		tunpath_peer_gone(p);
+	if (p->proxy_fd >= 0)
+		close(proxy_detach(p));
+	log_stats(p);
+	for (i = 0; i < a->n_peers && a->peers[i] != p; i++)
+		;
+	if (i < a->n_peers) {
+		memmove(&a->peers[i], &a->peers[i + 1], (a->n_peers - i - 1) * sizeof(*a->peers));
+		a->n_peers--;
+	}
+	peer_free(p);
+}
+
+void peer_config_changed(struct peer *p)
+{
+	/* A session up keeps its path; an idle peer dials the new Endpoint. */
+	if (!p->conn && !loop_timer_armed(&p->dial_timer))
+		schedule_dial(p, we_dial_first(p) ? 0 : DIAL_FALLBACK);
+	pathmgr_config_changed(p);
+}
+
 void peers_close(struct agent *a)
 {
 	for (unsigned i = 0; i < a->n_peers; i++) {
-		loop_timer_cancel(a->loop, &a->peers[i].dial_timer);
-		pathmgr_free(a->peers[i].pm);
-		log_stats(&a->peers[i]);
+		log_stats(a->peers[i]);
+		peer_free(a->peers[i]);
 	}
 	free(a->peers);
 	a->peers = NULL;
-	a->n_peers = 0;
+	a->n_peers = a->cap_peers = 0;
 }

@@ -50,13 +50,42 @@ void proxy_deliver(struct peer *p, const uint8_t *data, size_t len)
 	p->st.rx_bytes += len;
 }
 
+int proxy_bind(const struct na_endpoint *ep)
+{
+	int fd = udp_open(ep);
+
+	if (fd >= 0)
+		udp_set_buffers(fd, 4 << 20);
+	return fd;
+}
+
+int proxy_attach(struct peer *p, int fd)
+{
+	int err = loop_add_fd(p->a->loop, fd, EPOLLIN, on_readable, p);
+
+	if (err < 0)
+		return err;
+	p->proxy_fd = fd;
+	return 0;
+}
+
+int proxy_detach(struct peer *p)
+{
+	int fd = p->proxy_fd;
+
+	if (fd >= 0)
+		loop_del_fd(p->a->loop, fd);
+	p->proxy_fd = -1;
+	return fd;
+}
+
 int proxy_open(struct agent *a)
 {
 	char ep[NA_ENDPOINT_STRLEN];
 
 	for (unsigned i = 0; i < a->n_peers; i++) {
-		struct peer *p = &a->peers[i];
-		int fd = udp_open(&p->cfg->local_endpoint), err;
+		struct peer *p = a->peers[i];
+		int fd = proxy_bind(&p->cfg->local_endpoint), err;
 
 		na_endpoint_str(&p->cfg->local_endpoint, ep, sizeof(ep));
 		if (fd < 0) {
@@ -64,11 +93,11 @@ int proxy_open(struct agent *a)
 				ep, strerror(-fd));
 			return fd;
 		}
-		udp_set_buffers(fd, 4 << 20);
-		p->proxy_fd = fd;
-		err = loop_add_fd(a->loop, fd, EPOLLIN, on_readable, p);
-		if (err < 0)
+		err = proxy_attach(p, fd);
+		if (err < 0) {
+			close(fd);
 			return err;
+		}
 		log_info("%s: peer %s: local VPN endpoint %s", a->cfg->name, p->name, ep);
 	}
 	return 0;
@@ -77,11 +106,9 @@ int proxy_open(struct agent *a)
 void proxy_close(struct agent *a)
 {
 	for (unsigned i = 0; i < a->n_peers; i++) {
-		struct peer *p = &a->peers[i];
-		if (p->proxy_fd < 0)
-			continue;
-		loop_del_fd(a->loop, p->proxy_fd);
-		close(p->proxy_fd);
-		p->proxy_fd = -1;
+		int fd = proxy_detach(a->peers[i]);
+
+		if (fd >= 0)
+			close(fd);
 	}
 }

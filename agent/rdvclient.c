@@ -5,7 +5,10 @@
  * rendezvous reports is the NAT mapping every peer session and punch uses.
  * The rendezvous's key is pinned (RendezvousKey); we prove ours in the
  * handshake, then send REGISTER with the keys of our peers (64 a frame):
- * the rendezvous connects us only with peers that list us too.
+ * the rendezvous connects us only with peers that list us too. A reload
+ * that adds or removes peers sends REGISTER for the keys added and
+ * UNREGISTER for those removed, on the same session: the other peers'
+ * relayed sessions inside it carry on.
  *
  * Timers:
  *   timer   reconnect after the session ended: at once when the rendezvous
@@ -174,27 +177,57 @@ bool rdvclient_send(struct agent *a, const struct rdvmsg *m)
 	return n && send_frame(r, buf, n);
 }
 
-void rdvclient_up(struct conn *c)
+/* REGISTER or UNREGISTER keys, 64 a frame; at least one frame, so that a
+ * peer with no peers still registers (it learns its address). */
+static void send_keys(struct rdvclient *r, uint8_t type, const uint8_t *const *keys, unsigned n)
 {
-	struct agent *a = c->a;
-	struct rdvclient *r = a->rdv;
 	static struct rdvmsg m;
 	uint8_t buf[RDVMSG_MAX_FRAME];
 	unsigned i = 0;
 
-	/* One REGISTER per 64 keys; the rendezvous keeps their union. A peer
-	 * with no peers still registers: it learns its address. */
 	do {
-		size_t n;
+		size_t len;
 
 		memset(&m, 0, sizeof(m));
-		m.type = RDVMSG_REGISTER;
-		for (; i < a->n_peers && m.reg.count < RDVMSG_MAX_KEYS; i++)
-			memcpy(m.reg.keys[m.reg.count++], a->peers[i].cfg->public_key, KEY_LEN);
-		n = rdvmsg_encode(&m, buf, sizeof(buf));
-		if (n)
-			send_frame(r, buf, n);
-	} while (i < a->n_peers);
+		m.type = type;
+		for (; i < n && m.reg.count < RDVMSG_MAX_KEYS; i++)
+			memcpy(m.reg.keys[m.reg.count++], keys[i], KEY_LEN);
+		len = rdvmsg_encode(&m, buf, sizeof(buf));
+		if (len)
+			send_frame(r, buf, len);
+	} while (i < n);
+}
+
+void rdvclient_up(struct conn *c)
+{
+	struct agent *a = c->a;
+	const uint8_t **keys = calloc(a->n_peers ? a->n_peers : 1, sizeof(*keys));
+
+	/* The rendezvous keeps the union of our REGISTERs. */
+	if (!keys) {
+		log_err("%s: rendezvous: out of memory for the key list; reconnecting", a->cfg->name);
+		quic_session_close(c->s, 1, "out of memory");
+		conn_mark(c);
+		return;
+	}
+	for (unsigned i = 0; i < a->n_peers; i++)
+		keys[i] = a->peers[i]->cfg->public_key;
+	send_keys(a->rdv, RDVMSG_REGISTER, keys, a->n_peers);
+	free(keys);
+}
+
+void rdvclient_peers_changed(struct agent *a, const uint8_t *const *added, unsigned n_added,
+			     const uint8_t *const *removed, unsigned n_removed)
+{
+	struct rdvclient *r = a->rdv;
+
+	/* A session not up yet registers the whole new list when it is. */
+	if (!r || !r->conn || !quic_session_is_up(r->conn->s))
+		return;
+	if (n_removed)
+		send_keys(r, RDVMSG_UNREGISTER, removed, n_removed);
+	if (n_added)
+		send_keys(r, RDVMSG_REGISTER, added, n_added);
 }
 
 static void on_message(struct rdvclient *r, const struct rdvmsg *m)

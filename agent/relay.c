@@ -4,7 +4,9 @@
  *
  * To the inner session a relayed path is an ordinary path whose two
  * addresses lie in 100::/64, the discard-only prefix (RFC 6666) that no
- * socket ever uses: ours is 100::1, a peer's is 100::<index + 2>. So moving
+ * socket ever uses: ours is 100::1, a peer's is 100::<idx + 2> (its idx is
+ * never another's, see peer.c, so a removed peer's address names nobody
+ * while its session's last packets drain). So moving
  * between the relay and a direct path is plain QUIC migration, and the
  * agent tells the two apart by the address alone. */
 #include <arpa/inet.h>
@@ -18,7 +20,7 @@
 #define RELAY_QUEUE  64 /* inbound packets out of one read of the rendezvous session */
 
 struct relay_in {
-	uint16_t peer;
+	uint32_t peer; /* idx */
 	uint16_t len;
 	uint8_t pkt[QUIC_MAX_PKT];
 };
@@ -60,9 +62,9 @@ static struct peer *relay_peer(struct agent *a, const struct sockaddr_storage *s
 
 	memcpy(&host, &s6->sin6_addr.s6_addr[12], 4);
 	host = ntohl(host);
-	if (host < 2 || host - 2 >= a->n_peers)
+	if (host < 2)
 		return NULL;
-	return &a->peers[host - 2];
+	return peer_by_idx(a, host - 2);
 }
 
 void relay_send(struct agent *a, const struct sockaddr_storage *to, const uint8_t *pkt,
@@ -75,7 +77,7 @@ void relay_send(struct agent *a, const struct sockaddr_storage *to, const uint8_
 	int rc;
 
 	if (!p)
-		return; /* a path we never made: cannot happen */
+		return; /* a removed peer's (its closing session), or none we made */
 	if (!up) {
 		a->relay.drop_down++;
 		return;
@@ -112,7 +114,7 @@ void relay_queue(struct agent *a, const uint8_t key[KEY_LEN], const uint8_t *pkt
 		return;
 	}
 	q = &inq[inq_len++];
-	q->peer = (uint16_t)p->idx;
+	q->peer = p->idx;
 	q->len = (uint16_t)len;
 	memcpy(q->pkt, pkt, len);
 }
@@ -120,11 +122,12 @@ void relay_queue(struct agent *a, const uint8_t key[KEY_LEN], const uint8_t *pkt
 void relay_drain(struct agent *a)
 {
 	for (unsigned i = 0; i < inq_len; i++) {
+		struct peer *p = peer_by_idx(a, inq[i].peer);
 		struct quic_path path;
 
-		if (inq[i].peer >= a->n_peers)
+		if (!p)
 			continue;
-		relay_path(&a->peers[inq[i].peer], &path);
+		relay_path(p, &path);
 		a->relay.rx++;
 		agent_input_quic(a, inq[i].pkt, inq[i].len, &path, 0);
 	}

@@ -3,7 +3,8 @@
  *
  * A peer proves its key in the QUIC handshake (any key is accepted here;
  * the key is the registration). Its REGISTER frames carry the keys it
- * accepts; the service connects two peers, by forwarding CONNECT and SYNC
+ * accepts, UNREGISTER those it no longer does (a reloaded configuration
+ * dropped them); the service connects two peers, by forwarding CONNECT and SYNC
  * or by relaying DATAGRAMs, only when each lists the other. A peer that
  * names nobody reaches nobody, and a refusal reads the same whether the
  * other is offline or does not list the asker: no oracle for who is there.
@@ -232,6 +233,19 @@ static void add_keys(struct rdv_server *sv, struct rdv_reg *reg, const struct rd
 	}
 }
 
+static void remove_keys(struct rdv_reg *reg, const struct rdvmsg_register *m)
+{
+	for (unsigned i = 0; i < m->count; i++) {
+		uint8_t (*k)[KEY_LEN] = reg->n_keys ?
+			bsearch(m->keys[i], reg->keys, reg->n_keys, KEY_LEN, key_cmp) : NULL;
+
+		if (!k)
+			continue;
+		memmove(k, k + 1, (size_t)(reg->keys + reg->n_keys - (k + 1)) * KEY_LEN);
+		reg->n_keys--;
+	}
+}
+
 /* Tells each registered peer that reg now lists, and that lists reg, that
  * reg is here: a dial it sent through us before reg registered was dropped,
  * and it should not wait for its retransmission to find out. */
@@ -279,6 +293,9 @@ static void on_message(struct rdv_server *sv, struct rdv_reg *reg, struct rdvmsg
 		sv->st.registrations++;
 		send_registered(reg->conn);
 		announce(sv, reg, &m->reg);
+		break;
+	case RDVMSG_UNREGISTER:
+		remove_keys(reg, &m->reg);
 		break;
 	case RDVMSG_CONNECT:
 	case RDVMSG_SYNC:

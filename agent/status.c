@@ -131,7 +131,7 @@ void agent_status(void *arg, struct ctl_out *out)
 
 	interface(a, out, now);
 	for (unsigned i = 0; i < a->n_peers; i++)
-		peer(&a->peers[i], out, now);
+		peer(a->peers[i], out, now);
 	if (a->rdvsrv)
 		service(a, out);
 }

@@ -194,6 +194,69 @@ int tun_configure(struct tun *t, const struct tun_config *cfg)
 	return 0;
 }
 
+/* A route we hold that cfg still asks for. */
+static bool route_wanted(const struct tun_config *cfg, const struct na_prefix *r)
+{
+	for (size_t i = 0; i < cfg->n_routes; i++)
+		if (cfg->routes[i].len == r->len && na_ip_equal(&cfg->routes[i].ip, &r->ip))
+			return !covered_by_address(cfg, &cfg->routes[i]);
+	return false;
+}
+
+int tun_set_routes(struct tun *t, const struct tun_config *cfg, unsigned *added,
+		   unsigned *removed)
+{
+	char first_msg[sizeof(t->errmsg)] = "";
+	size_t kept = 0;
+	int first = 0, err;
+
+	*added = *removed = 0;
+	if (t->ifindex <= 0)
+		return tun_fail(t, -EBADF, false, "routing through a TUN device that is not open");
+	/* The gone first: a prefix that moved to a wider or narrower one
+	 * must not be routed twice meanwhile. A route someone else deleted
+	 * is gone all the same; one the kernel keeps stays recorded, for
+	 * tun_close to try again. */
+	for (size_t i = 0; i < t->n_routes; i++) {
+		char s[NA_PREFIX_STRLEN];
+
+		if (route_wanted(cfg, &t->routes[i])) {
+			t->routes[kept++] = t->routes[i];
+			continue;
+		}
+		err = nl_route_del(t->nl, t->ifindex, &t->routes[i]);
+		if (err && err != -ESRCH && err != -ENOENT) {
+			if (!first) {
+				first = tun_fail(t, err, true, "removing route %s dev %s",
+						 na_prefix_str(&t->routes[i], s, sizeof(s)), t->name);
+				memcpy(first_msg, t->errmsg, sizeof(first_msg));
+			}
+			t->routes[kept++] = t->routes[i];
+			continue;
+		}
+		(*removed)++;
+	}
+	t->n_routes = kept;
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct na_prefix *dst = &cfg->routes[i];
+
+		if (covered_by_address(cfg, dst) || route_recorded(t, dst))
+			continue;
+		err = add_route(t, dst);
+		if (err) {
+			if (!first) {
+				first = err;
+				memcpy(first_msg, t->errmsg, sizeof(first_msg));
+			}
+			continue;
+		}
+		(*added)++;
+	}
+	if (first)
+		memcpy(t->errmsg, first_msg, sizeof(t->errmsg));
+	return first;
+}
+
 void tun_close(struct tun *t)
 {
 	int ifindex = t->ifindex;

@@ -48,6 +48,13 @@ int tun_open(struct tun *t, const char *name);
 /* MTU, addresses, up, routes, in that order; stops at the first failure,
  * leaving what was done recorded for tun_close(). */
 int tun_configure(struct tun *t, const struct tun_config *cfg);
+/* Makes the routes through the device those of cfg->routes (cfg->addrs
+ * say which need none): removes the recorded ones no longer there, adds
+ * the missing, counting both. Goes through all of them; returns 0 or the
+ * first failure (tun_errmsg names it). For a reload: routes that stay are
+ * not touched. */
+int tun_set_routes(struct tun *t, const struct tun_config *cfg, unsigned *added,
+		   unsigned *removed);
 /* Removes the routes it added and the device; safe on a zeroed struct,
  * after a failed tun_open(), and twice. */
 void tun_close(struct tun *t);

@@ -166,7 +166,7 @@ int tunpath_open(struct agent *a)
 	a->tun = t;
 	t->bufs = malloc(sizeof(*t->bufs) * TUN_BATCH);
 	for (unsigned i = 0; i < a->n_peers; i++)
-		n_routes += a->peers[i].cfg->n_allowed_ips;
+		n_routes += a->peers[i]->cfg->n_allowed_ips;
 	routes = calloc(n_routes ? n_routes : 1, sizeof(*routes));
 	if (!t->bufs || !routes) {
 		err = -ENOMEM;
@@ -174,13 +174,12 @@ int tunpath_open(struct agent *a)
 	}
 	n_routes = 0;
 	for (unsigned i = 0; i < a->n_peers; i++) {
-		const struct config_peer *cp = a->peers[i].cfg;
-		for (unsigned j = 0; j < cp->n_allowed_ips; j++) {
+		const struct config_peer *cp = a->peers[i]->cfg;
+		for (unsigned j = 0; j < cp->n_allowed_ips; j++)
 			routes[n_routes++] = cp->allowed_ips[j];
-			err = allowedips_insert(&t->aips, &cp->allowed_ips[j], &a->peers[i]);
-			if (err < 0)
-				goto out;
-		}
+		err = tunpath_table_add(&t->aips, a->peers[i], cp);
+		if (err < 0)
+			goto out;
 	}
 	err = tun_open(&t->tun, cfg->name);
 	if (err < 0) {
@@ -204,6 +203,48 @@ int tunpath_open(struct agent *a)
 out:
 	free(routes);
 	return err;
+}
+
+int tunpath_table_add(struct allowedips *t, struct peer *p, const struct config_peer *cp)
+{
+	for (unsigned j = 0; j < cp->n_allowed_ips; j++) {
+		int err = allowedips_insert(t, &cp->allowed_ips[j], p);
+
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}
+
+void tunpath_set_table(struct agent *a, struct allowedips *aips)
+{
+	struct tunpath *t = a->tun;
+
+	allowedips_free(&t->aips);
+	t->aips = *aips;
+	allowedips_init(aips);
+}
+
+void tunpath_peer_gone(struct peer *p)
+{
+	allowedips_remove_by_peer(&p->a->tun->aips, p);
+}
+
+int tunpath_set_routes(struct agent *a, const struct na_prefix *routes, size_t n,
+		       unsigned *added, unsigned *removed)
+{
+	struct tunpath *t = a->tun;
+	struct tun_config tc = {
+		.addrs = a->cfg->addresses, .n_addrs = a->cfg->n_addresses,
+		.routes = routes, .n_routes = n,
+	};
+
+	return tun_set_routes(&t->tun, &tc, added, removed);
+}
+
+const char *tunpath_errmsg(const struct agent *a)
+{
+	return tun_errmsg(&a->tun->tun);
 }
 
 void tunpath_close(struct agent *a)

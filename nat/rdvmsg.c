@@ -24,6 +24,7 @@ static const struct { uint16_t min, max; } body_bounds[] = {
 	[RDVMSG_NATINFO]	= { 2, 2 },
 	[RDVMSG_DIALREQ]	= { DIAL_FIXED, DIAL_FIXED + RDVMSG_MAX_DIAL * ADDR_V6_LEN },
 	[RDVMSG_DIALRESP]	= { DIAL_FIXED, DIAL_FIXED + RDVMSG_MAX_DIAL },
+	[RDVMSG_UNREGISTER]	= { 2, 2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN },
 };
 
 _Static_assert(2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN <= RDVMSG_MAX_BODY,
@@ -32,7 +33,7 @@ _Static_assert(RDVMSG_MAX_BODY <= UINT16_MAX, "body length is a u16");
 
 static bool type_known(uint8_t t)
 {
-	return t >= RDVMSG_REGISTER && t <= RDVMSG_DIALRESP;
+	return t >= RDVMSG_REGISTER && t <= RDVMSG_UNREGISTER;
 }
 
 const char *rdvmsg_type_name(uint8_t type)
@@ -49,6 +50,7 @@ const char *rdvmsg_type_name(uint8_t type)
 	case RDVMSG_NATINFO:	return "NATINFO";
 	case RDVMSG_DIALREQ:	return "DIALREQ";
 	case RDVMSG_DIALRESP:	return "DIALRESP";
+	case RDVMSG_UNREGISTER:	return "UNREGISTER";
 	}
 	return "unknown";
 }
@@ -139,6 +141,7 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 
 	switch (m->type) {
 	case RDVMSG_REGISTER:
+	case RDVMSG_UNREGISTER:
 		if (m->reg.count > RDVMSG_MAX_KEYS)
 			return 0;
 		put16(&w, m->reg.count);
@@ -382,6 +385,7 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 
 	switch (m->type) {
 	case RDVMSG_REGISTER:
+	case RDVMSG_UNREGISTER:
 		if (!get16(&r, &m->reg.count))
 			FAIL("truncated REGISTER");
 		if (m->reg.count > RDVMSG_MAX_KEYS)

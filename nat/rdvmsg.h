@@ -29,6 +29,9 @@
  *   DIALRESP   (server -> peer)  nonce u64 (the request's), count u8 (<= 8),
  *                                count x status u8 (enum rdvmsg_dial_status,
  *                                one per address, in the request's order)
+ *   UNREGISTER (peer -> server)  as REGISTER: keys the peer no longer lists
+ *                                (its configuration lost those peers); the
+ *                                server drops them from its accepted keys
  *
  * The decoder is strict: a body must have exactly the length its counts and
  * families give, reserved bytes and flags must be zero, so every frame that
@@ -71,6 +74,7 @@ enum rdvmsg_type {
 	RDVMSG_NATINFO		= 9,
 	RDVMSG_DIALREQ		= 10,
 	RDVMSG_DIALRESP		= 11,
+	RDVMSG_UNREGISTER	= 12,
 };
 
 /* What the server did with one address of a DIALREQ (nat/autonat.h says
@@ -163,7 +167,7 @@ struct rdvmsg_dialresp {
 struct rdvmsg {
 	uint8_t type;	/* enum rdvmsg_type */
 	union {
-		struct rdvmsg_register reg;
+		struct rdvmsg_register reg;	/* REGISTER and UNREGISTER */
 		struct rdvmsg_registered registered;
 		struct rdvmsg_connect connect;
 		struct rdvmsg_sync sync;

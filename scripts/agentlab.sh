@@ -63,8 +63,10 @@ rdv_judge() {
 # rdv_start [OPT...]: with umask 077 (for the rest of the caller too), keys
 # LAB_DIR/rdv.key and rdv.pub, the config LAB_DIR/rdv/rdv0.conf (Listen
 # RDV:3478, AlternateListen RDV2:3479, no relay rate limits) and natagent
-# OPT... -B on server rdv, logging to LAB_DIR/rdv.log; its PID in RDV_PID.
-# Waits for "ready" and the bound QUIC port.
+# OPT... -B on server rdv, logging to LAB_DIR/rdv.log, its control socket in
+# LAB_DIR/run-rdv (natctl show rdv0 there; not the host's /run/natagent,
+# where another run's rendezvous may be); its PID in RDV_PID. Waits for
+# "ready" and the bound QUIC port.
 rdv_start() {
 	umask 077
 	keys "$LAB_DIR" rdv || return 1
@@ -78,7 +80,9 @@ rdv_start() {
 	RelayRate = 0
 	RelayRateTotal = 0
 	CONF
-	lab_spawn rdv "$LAB_DIR/rdv.log" "$natagent" "$@" -B -c "$LAB_DIR/rdv/rdv0.conf" || return 1
+	mkdir -p "$LAB_DIR/run-rdv"
+	lab_spawn rdv "$LAB_DIR/rdv.log" env NATAGENT_RUN_DIR="$LAB_DIR/run-rdv" \
+		"$natagent" "$@" -B -c "$LAB_DIR/rdv/rdv0.conf" || return 1
 	RDV_PID=$LAB_LAST_PID
 	wait_for 10 grep -qs ready "$LAB_DIR/rdv.log" && wait_for 5 lab_udp_bound rdv "$RDV" 3478
 }

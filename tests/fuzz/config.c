@@ -1,15 +1,26 @@
 /* libFuzzer harness of the config parser, as wireguard-tools' fuzz/config.c:
- * the input is fed line by line to the streaming parser, then finished. */
+ * the input is fed line by line to the streaming parser, then finished. A
+ * file that parses is also diffed against itself, as a reload of an
+ * unchanged file does: no difference may come out. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/confdiff.h"
 #include "agent/config.h"
 
 static void ignore(void *arg, const char *msg)
 {
 	(void)arg;
 	(void)msg;
+}
+
+static void no_line(void *arg, bool refused, const char *line)
+{
+	(void)arg;
+	(void)refused;
+	(void)line;
+	abort(); /* a file differs from itself */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -32,6 +43,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (null) {
 			config_print(&cfg, null);
 			fclose(null);
+		}
+		struct confdiff d;
+		if (confdiff_compute(&d, &cfg, &cfg) == 0) {
+			if (d.n_refused || confdiff_peers_differ(&d))
+				abort();
+			confdiff_describe(&d, no_line, NULL);
+			confdiff_free(&d);
 		}
 	}
 	config_free(&cfg);

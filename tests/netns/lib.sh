@@ -75,3 +75,12 @@ tap_done() {
 	((TAP_FAILED == 0)) || { echo "# $TAP_FAILED of $TAP_N failed"; exit 1; }
 	exit 0
 }
+
+# tap_bail WHY: the rest cannot run (the lab could not be built): TAP's
+# "Bail out!", the plan so far, failure.
+tap_bail() {
+	tap_fail "${0##*/}: $1"
+	echo "Bail out! $1"
+	echo "1..$TAP_N"
+	exit 1
+}

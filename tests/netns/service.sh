@@ -2,7 +2,8 @@
 # natagent as a systemd service (issue 9):
 #  - systemd/natagent@.service passes `systemd-analyze verify` (ExecStart
 #    pointed at this build) without a word, and the check does catch a bad
-#    key; its capabilities are limited to CAP_NET_ADMIN and CAP_BPF;
+#    key; its capabilities are limited to CAP_NET_ADMIN and CAP_BPF; it
+#    reloads with SIGHUP;
 #  - the readiness protocol, against a listener on $NOTIFY_SOCKET: READY=1
 #    arrives, and by then `natctl show` answers; STATUS= says how many peers
 #    are direct, relayed or down; STOPPING=1 on SIGTERM.
@@ -41,6 +42,8 @@ else
 fi
 tap_check "the unit keeps only CAP_NET_ADMIN and CAP_BPF" \
 	grep -qx 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_BPF' "$UNIT"
+tap_check "the unit reloads with SIGHUP (natagent applies the file's peers)" \
+	grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$UNIT"
 tap_check "the unit is Type=notify and reads /etc/natagent/%i.conf" \
 	eval 'grep -qx "Type=notify" "$UNIT" && grep -q "^ExecStart=.* -c /etc/natagent/%i.conf$" "$UNIT"'
 

@@ -22,7 +22,7 @@ static struct na_endpoint ep6(const char *ip, uint16_t port)
 }
 
 /* One sample of each type, with maximum counts where there are counts. */
-enum { NSAMPLES = 17 };
+enum { NSAMPLES = 18 };
 static struct rdvmsg samples[NSAMPLES];
 
 static void make_samples(void)
@@ -106,6 +106,11 @@ static void make_samples(void)
 		m->dialresp.status[i] = (uint8_t)(i % (RDVMSG_DIAL_STATUS_MAX + 1));
 	m++;
 	m->type = RDVMSG_DIALRESP;		/* empty */
+	m++;
+	m->type = RDVMSG_UNREGISTER;		/* two keys */
+	m->reg.count = 2;
+	memset(m->reg.keys[0], 0x21, RDVMSG_KEY_LEN);
+	memset(m->reg.keys[1], 0x42, RDVMSG_KEY_LEN);
 }
 
 static bool msg_equal(const struct rdvmsg *a, const struct rdvmsg *b)
@@ -142,6 +147,7 @@ static void test_round_trip(void)
 		bool same = false;
 		switch (s->type) {
 		case RDVMSG_REGISTER:
+		case RDVMSG_UNREGISTER:
 			same = d.reg.count == s->reg.count &&
 			       !memcmp(d.reg.keys, s->reg.keys, (size_t)s->reg.count * RDVMSG_KEY_LEN);
 			break;
@@ -425,6 +431,7 @@ static void test_mutations(void)
 			     "every wrong body length refused");
 		switch (s->type) {
 		case RDVMSG_REGISTER:
+		case RDVMSG_UNREGISTER:
 			CHECK_EQ_INT(mutate_field(buf, n, 4, 2, false), 0, "every wrong key count refused");
 			break;
 		case RDVMSG_REGISTERED:
@@ -497,8 +504,8 @@ static void test_mutations(void)
 	why = NULL;
 	CHECK(rdvmsg_frame(buf, 1, NULL, &why) == -1 && why && !strcmp(why, "unknown message type"),
 	      "type 0 refused from its first byte");
-	buf[0] = 12;
-	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 12 refused");
+	buf[0] = 13;
+	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 13 refused");
 	static const uint8_t natinfo_bad[] = { RDVMSG_NATINFO, 0, 0, 2, 5, 0 };
 	why = NULL;
 	CHECK(!rdvmsg_decode(&d, natinfo_bad, sizeof(natinfo_bad), &why) && why &&
