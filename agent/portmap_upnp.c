@@ -190,10 +190,10 @@ void pm_upnp_stop(struct portmap *pm, bool delete_mapping)
 	if (delete_mapping && e->state == PMAP_MAPPED && u->have_igd) {
 		na_endpoint_str(&e->external, ext, sizeof(ext));
 		if (upnp_delete(&u->igd, e->external.port, why))
-			log_warn("%s: port mapping: cannot delete the UPnP mapping %s: %s",
+			log_warn("%s: port mapping: cannot delete the upnp mapping %s: %s",
 				 pm->a->cfg->name, ext, why);
 		else
-			log_info("%s: port mapping: deleted the UPnP mapping %s", pm->a->cfg->name,
+			log_info("%s: port mapping: deleted the upnp mapping %s", pm->a->cfg->name,
 				 ext);
 	}
 	if (u->have_igd) {

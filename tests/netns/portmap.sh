@@ -163,6 +163,7 @@ for p in "${PROTOS[@]}"; do
 	tap_check "$p: after natagent exits the router holds no mapping for it" no_mapping "${SITE[$p]}"
 	tap_check "$p: its log says it deleted the mapping" \
 		grep -q "port mapping: deleted the $p mapping" "$LAB_DIR/solo/$p.log"
+	((TAP_RC == 0)) || tap_diag "$(grep -E 'port mapping|stopping' "$LAB_DIR/solo/$p.log" | tail -n 6)"
 done
 
 # Two peers behind port-restricted routers with UPnP: each side's CONNECT
