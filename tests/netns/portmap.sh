@@ -189,5 +189,12 @@ tap_diag "$(grep -E 'pair:|verdict:|port mapping:' <<<"$sa" | sed 's/^/a: /')"
 tap_diag "$(grep -E 'pair:|verdict:|port mapping:' <<<"$sb" | sed 's/^/b: /')"
 tap_check "mapped pair: a side's winning pair is the peer's mapped port, no synchronized punch needed" \
 	grep -qE "(mapped\): succeeded|no synchronized punch needed)" <<<"$sa$sb"
+# AutoNAT through the rendezvous: the mapped address is reachable from its
+# second address (the router forwards it), so it is verified.
+verified() {
+	show "$LAB_DIR/pair" a | grep -qE "^  port mapping: upnp .* -> $(lab_wan_ip x):41600, .*verified from outside"
+}
+tap_check "AutoNAT: the mapped address is public, the mapping verified from outside" wait_for 30 verified
+tap_diag "$(show "$LAB_DIR/pair" a | grep -E 'reachability|port mapping: upnp')"
 stop "$PID_a" "$PID_b"
 tap_done
