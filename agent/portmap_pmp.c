@@ -291,8 +291,12 @@ void pm_pmp_start(struct portmap *pm)
 		return;
 	}
 	err = default_gateway(&q->gateway);
+	if (err == -ENOENT) {
+		fail_both(pm, "%s", "no IPv4 default gateway to ask");
+		return;
+	}
 	if (err) {
-		fail_both(pm, "no IPv4 default gateway to ask (%s)", strerror(-err));
+		fail_both(pm, "cannot read the route table (%s)", strerror(-err));
 		return;
 	}
 	err = open_request_socket(q);

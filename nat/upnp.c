@@ -34,7 +34,7 @@ int upnp_discover(struct upnp_igd *g, int timeout_ms, char why[UPNP_WHY_LEN])
 	devs = upnpDiscover(timeout_ms, NULL, NULL, UPNP_LOCAL_PORT_ANY, 0, 2, &err);
 	if (!devs) {
 		if (err == UPNPDISCOVER_SOCKET_ERROR)
-			snprintf(why, UPNP_WHY_LEN, "SSDP discovery failed: cannot open its socket");
+			snprintf(why, UPNP_WHY_LEN, "SSDP discovery failed: its socket could not send (no route for multicast?)");
 		else
 			snprintf(why, UPNP_WHY_LEN, "no UPnP device answered SSDP discovery");
 		return -ENOENT;

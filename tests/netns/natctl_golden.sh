@@ -41,6 +41,7 @@ for h in a b; do
 	PrivateKey = $(cat "$D/$h.key")
 	ListenPort = 41000
 	Address = ${TUN[$h]}/24
+	PortMapping = upnp
 	Rendezvous = $RDV:3478
 	RendezvousKey = $(cat "$LAB_DIR/rdv.pub")
 	[Peer]
@@ -62,9 +63,12 @@ settled() {
 	out=$(show_a) || return 1
 	grep -q '^  endpoint: ' <<<"$out" && grep -q '^  public address: .*filtering' <<<"$out" &&
 		grep -q '^  rendezvous: .*registered' <<<"$out" &&
-		show_rdv | grep -q '^  registered peers: 2$'
+		show_rdv | grep -q '^  registered peers: 2$' &&
+		grep -q '^  port mapping: upnp: failed: ' <<<"$out" &&
+		grep -q '^  reachability: .* public (3 of 3 ' <<<"$out"
 }
-tap_check "a and b up, direct, discovery done, both registered" wait_for 30 settled
+tap_check "a and b up, direct, discovery done, both registered, a's UPnP given up, its address public" \
+	wait_for 30 settled
 tap_check "a ping crosses the tunnel (traffic to count)" \
 	lab_exec a ping -c 3 -i 0.2 -W 2 "${TUN[b]}"
 
@@ -84,7 +88,9 @@ normalize() {
 		-e 's/rtt [0-9]+\.[0-9]+ ms/rtt <RTT> ms/g' \
 		-e 's/[0-9]+(\.[0-9]+)? (B|KiB|MiB|GiB|TiB) (received|sent)/<BYTES> \3/g' \
 		-e 's/relayed: [0-9]+ datagrams?, [0-9.]+ (B|KiB|MiB|GiB)/relayed: <N> datagrams, <BYTES>/' \
-		-e 's/"(session_age_ms|rendezvous_age_ms|rtt_us|tx_bytes|rx_bytes|tx_dgrams|rx_dgrams|relayed_dgrams|relayed_bytes)": [0-9]+/"\1": <N>/'
+		-e 's/"(session_age_ms|rendezvous_age_ms|rtt_us|tx_bytes|rx_bytes|tx_dgrams|rx_dgrams|relayed_dgrams|relayed_bytes|checked_ms|asked_ms|autonat_requests|autonat_dialed)": [0-9]+/"\1": <N>/' \
+		-e 's/("autonat_from": "[0-9.]+:)[0-9]+/\1<PORT>/' \
+		-e 's/(dial-backs from [0-9.]+:)[0-9]+, [0-9]+ requests?, [0-9]+ addresse?s? dialed/\1<PORT>, <N> requests, <N> addresses dialed/'
 }
 keyfile() { [[ $1 == rdv ]] && echo "$LAB_DIR/rdv.pub" || echo "$D/$1.pub"; }
 
