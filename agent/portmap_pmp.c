@@ -109,6 +109,8 @@ static void run(struct portmap *pm)
 	struct pm_pmp *q = pm->pmp;
 	uint64_t now = loop_now(), next;
 
+	if (!q->started)
+		return; /* stopped meanwhile (another protocol won): nothing to send */
 	send_due(q, now);
 	finish_state(pm);
 	next = pmp_deadline(&q->core);
@@ -185,8 +187,9 @@ static void on_read(void *arg, uint32_t events)
 	ssize_t n;
 
 	(void)events;
-	/* Connected: whatever arrives comes from gateway:5351. */
-	while ((n = recv(q->fd, buf, sizeof(buf), 0)) >= 0)
+	/* Connected: whatever arrives comes from gateway:5351. A packet may
+	 * stop us (another protocol won): then the socket is gone. */
+	while (q->started && (n = recv(q->fd, buf, sizeof(buf), 0)) >= 0)
 		input(pm, buf, (size_t)n, &from);
 }
 
@@ -201,7 +204,8 @@ static void on_announce(void *arg, uint32_t events)
 	ssize_t n;
 
 	(void)events;
-	while ((n = recvfrom(q->ann_fd, buf, sizeof(buf), 0, (struct sockaddr *)&ss, &sl)) >= 0) {
+	while (q->started &&
+	       (n = recvfrom(q->ann_fd, buf, sizeof(buf), 0, (struct sockaddr *)&ss, &sl)) >= 0) {
 		if (na_endpoint_from_sockaddr(&from, (struct sockaddr *)&ss))
 			input(pm, buf, (size_t)n, &from);
 		sl = sizeof(ss);
@@ -376,11 +380,13 @@ void pm_pmp_stop(struct portmap *pm, bool delete_mapping)
 	enum portmap_proto p;
 	char ext[NA_ENDPOINT_STRLEN];
 
-	if (!q || !q->started)
+	if (!q)
 		return;
-	p = proto_of(q->core.proto);
 	loop_timer_cancel(pm->a->loop, &q->timer);
 	loop_timer_cancel(pm->a->loop, &q->lost_retry);
+	if (!q->started)
+		return;
+	p = proto_of(q->core.proto);
 	if (delete_mapping && pmp_state(&q->core) == PMP_MAPPED) {
 		na_endpoint_str(&pmp_mapping(&q->core)->external, ext, sizeof(ext));
 		if (delete_now(pm))
