@@ -47,6 +47,11 @@
 #   lab_ns NAME                       the real namespace name
 #   lab_spawn NS LOG CMD...           background CMD in NS, killed by lab_cleanup
 #   lab_coturn SERVER [ARGS...]       start coturn (STUN, RFC 5780) on a server
+#   lab_miniupnpd SITE [upnp|natpmp|pcp...] [-- CONF...]
+#                                     real miniupnpd on the site's router
+#   lab_miniupnpd_stop / _restart SITE   stop it / reboot it (mappings lost)
+#   lab_miniupnpd_mappings SITE       the mappings it installed (nft DNATs)
+#   lab_miniupnpd_url SITE            its UPnP root description URL
 #   lab_wan_ip SITE / lab_host_ip SITE   the site's public / LAN host address
 #   lab_router SITE / lab_routers SITE   its home router / all its routers
 #   lab_conntrack_timeout NS SECONDS  short UDP conntrack (and mapping) timeouts
@@ -374,6 +379,10 @@ _lab_track_rules() {
 #   - masquerade on the WAN. Linux NAT keeps the source port when that gives a
 #     unique tuple, and uniqueness is per 5-tuple, so one internal ip:port keeps
 #     one external port whatever the destination: endpoint-independent mapping.
+#     The router's own packets from its WAN address leave untranslated, as on
+#     a real router: `masquerade random` would otherwise give them random
+#     ports too, and miniupnpd's STUN check on a symmetric router would find
+#     itself behind a NAT and refuse to forward.
 #
 # port       masquerade alone. Inbound packets pass only if conntrack knows the
 #            exact remote ip:port: address-and-port-dependent filtering.
@@ -418,6 +427,7 @@ table ip lab_nat {
 	}
 	chain nat_out {
 		type nat hook postrouting priority srcnat; policy accept;
+		oifname "wan" fib saddr . oif type local accept
 		oifname "wan" $masq
 	}
 	chain nat_in {
@@ -604,6 +614,374 @@ lab_coturn() {
 				_lab_err "coturn on $srv: $ip:$port not bound (see $LAB_DIR/coturn-$srv.log)" || return 1
 		done
 	done
+	# The first RFC 5780 server is the one miniupnpd's STUN check uses.
+	[[ -n $LAB_STUN_SERVER || ${LAB_SERVER_IPS[$srv]} != *\ * ]] ||
+		LAB_STUN_SERVER="${LAB_SERVER_IPS[$srv]%% *}:3478"
+}
+
+# ---------------------------------------------------------------- port mapping
+
+# lab_miniupnpd SITE [upnp] [natpmp] [pcp] [-- CONFIG_LINE...]
+#     Start Debian's real miniupnpd (2.3.1, nftables backend) on the site's
+#     home router SITE-gw, WAN "wan", serving the LAN "lan" (10.N.0.0/24),
+#     with only the named protocols (default: all three). SITE of any kind
+#     but public (for cgnat, the home router; see the STUN verdict below).
+#     Returns once it has finished its STUN check and its sockets are bound,
+#     or non-zero with the log's tail. Call it from the test's own shell, not in $(...) or
+#     tap_check: the PID and state land in the caller's variables:
+#       LAB_UPNPD_PID[SITE]    its PID (also in LAB_PIDS: lab_cleanup stops it)
+#       LAB_UPNPD_LOG[SITE]    its log (-d: debug level), one file per start:
+#                              $LAB_DIR/miniupnpd-SITE.<run>.log
+#       LAB_UPNPD_FWD[SITE]    enabled | disabled: its STUN verdict (below)
+#       LAB_UPNPD_PROTOS[SITE] the protocols served
+#     Config: $LAB_DIR/miniupnpd-SITE.conf; leases: $LAB_DIR/miniupnpd-SITE.leases.
+#     CONFIG_LINEs after "--" override the defaults key by key
+#     ("max_lifetime=86400", "secure_mode=no", "min_lifetime=120"; the HTTP
+#     port is LAB_UPNPD_HTTP_PORT, not a config line); "allow ..."/
+#     "deny ..." lines replace the default permission rules (end them with a
+#     deny: a request no rule matches is accepted). The STUN server is
+#     $LAB_MINIUPNPD_STUN (IP[:PORT]) or else the first two-address lab_coturn.
+#     Clients: UPnP at http://10.N.0.1:5000/rootDesc.xml (lab_miniupnpd_url;
+#     SSDP discovery works too), NAT-PMP and PCP at 10.N.0.1:5351.
+# lab_miniupnpd_stop SITE
+#     Stop it (TERM, KILL after 3 s) and clear what a stopped router keeps no
+#     more: its nftables table, lease and pid files, and the conntrack entries
+#     of the flows its mappings had let in. The config stays.
+# lab_miniupnpd_restart SITE
+#     A router reboot as far as port mapping goes: stop as above, start again
+#     with the same config and protocols. Every mapping is gone, NAT-PMP/PCP
+#     epoch and UPnP uptime start again from 0, BOOTID changes; the URL stays.
+#     (The router's other conntrack state survives, and on an eim/addr router
+#     the lab's own full-cone map keeps open the ports the host sent from:
+#     add lab_flush_conntrack for a full reboot.) lab_set_nat leaves
+#     miniupnpd and its table alone.
+# lab_miniupnpd_mappings SITE
+#     What miniupnpd has installed, one line per DNAT rule:
+#     "udp EXTPORT INTERNAL_IP:PORT" (or tcp): the ground truth of what forwards.
+# lab_miniupnpd_url SITE
+#     The root description URL, for `upnpc -u URL` (skips the 2 s SSDP search).
+#
+# What miniupnpd 2.3.1 does here, and what the config must say (learnt in this
+# lab; the Debian package ships no miniupnpd.conf or man page, and its
+# /etc/miniupnpd/nft_*.sh scripts source a file it does not ship):
+#   - 198.18.0.0/15 counts as reserved: without ext_perform_stun=yes it logs
+#     "Reserved / private IP address 198.18.N.1 on ext interface wan: Port
+#     forwarding is impossible", and ext_ip= is refused for such an address.
+#     With STUN it sends four Binding requests (plain and CHANGE-REQUESTs) and
+#     logs either "STUN: ext interface wan with IP address ... is now behind
+#     unrestricted full-cone NAT 1:1 ..." and "Port forwarding is now enabled",
+#     or "... behind restrictive or symmetric NAT ..." and "Port forwarding is
+#     now disabled". It needs an RFC 5780 server: against a one-address STUN
+#     server the changed-address answers never come and it disables
+#     forwarding. On a cgnat site it rightly disables it too (the CGN filters),
+#     after ~10 s of retries; requests then fail: UPnP AddPortMapping 501
+#     (Action Failed), NAT-PMP result 3 (network failure), PCP result 8
+#     (NO_RESOURCES), while the public address given is the CGN's.
+#   - It creates no nftables table or chain of its own: without them every rule
+#     fails ("nft_send_rule(...) send_batch failed -4"). They are made here as
+#     table inet lab_upnp (upnp_table_name, upnp_nat_table_name) with its
+#     default chain names miniupnpd (filter), prerouting_miniupnpd and
+#     postrouting_miniupnpd (nat), jumped to from base chains one priority
+#     ahead of table ip lab_nat's (forward filter - 1, prerouting dstnat - 1,
+#     postrouting srcnat - 1): on an eim router a mapping is looked up before
+#     the eim map. A
+#     mapping appears in `nft list table inet lab_upnp` (in the router) as
+#       prerouting_miniupnpd: iif "wan" @nh,72,8 0x11 th dport 40000 dnat ip to 10.1.0.2:40000
+#       miniupnpd:            iif "wan" th dport 40000 @nh,128,32 0xa010002 @nh,72,8 0x11 accept
+#     (0x11 = UDP, 0x6 = TCP; the filter rule matches the internal address and
+#     port, after DNAT). lab_nat's guard_forward admits DNATed flows (ct status
+#     dnat), so the DNAT is what opens a port, on every NAT kind. MAP adds no
+#     postrouting rule (only PCP PEER would): outbound packets from a mapped
+#     port still leave by the lab's masquerade, i.e. on a symmetric router by a
+#     random port, and with EXTPORT != port by the internal port if free.
+#     (The lab's masquerade spares the router's own packets, or on a symmetric
+#     router miniupnpd's STUN check would see random ports and refuse.)
+#   - On TERM it leaves its rules and the lease file in place, and on start it
+#     reloads the lease file and reinstalls unexpired mappings: a plain
+#     restart keeps mappings. Hence lab_miniupnpd_restart deletes both.
+#   - Removing a mapping (expiry, delete) removes its rules but not conntrack:
+#     a remote ip:port that was already talking through it keeps getting in
+#     until its conntrack entry times out. Probe a dead mapping from a new
+#     source port.
+#   - The default pid file /var/run/miniupnpd.pid is shared by all namespaces
+#     ("MiniUPnPd is already running. EXITING"): -P gives each its own. The
+#     MiniSSDPd socket path (minissdpdsocket) is pointed into $LAB_DIR so no
+#     host daemon is ever asked.
+#   - enable_upnp and enable_natpmp are the only switches: 2.3.1 has no
+#     enable_pcp_pmp (later versions) and no way to run NAT-PMP without PCP or
+#     the reverse; both answer on 5351 when enable_natpmp=yes ("Listening for
+#     NAT-PMP/PCP traffic on port 5351"). natpmp alone or pcp alone is made here with
+#     nftables in table lab_upnp (chains proto_in, proto_out): requests of the
+#     other version (first byte 0 NAT-PMP, 2 PCP) to 5351 are rejected with
+#     ICMP port unreachable, as by a router without that service (natpmpc:
+#     "the gateway does not support nat-pmp", errno 111), and its multicast
+#     from 5351 is dropped: for natpmp alone that is the PCP ANNOUNCE it sends
+#     to 224.0.0.1:5350 at start, logged "PCPSendUnsolicitedAnnounce(sockets[0])
+#     sendto(): Operation not permitted". A real NAT-PMP-only server would
+#     answer PCP with UNSUPP_VERSION instead. The start line names what runs:
+#     "version 2.3.1 starting NAT-PMP/PCP UPnP-IGD ext if wan", or only
+#     "UPnP-IGD", or only "NAT-PMP/PCP".
+#   - Lease limits: UPnP grants any duration as asked (5 s works), 0 or more
+#     than 604800 becomes 604800 (IGDv2). NAT-PMP grants what it is asked, no
+#     clamp. PCP clamps to [min_lifetime, max_lifetime], by default 120 and
+#     86400: set here to 1 and 3600, so short PCP leases are granted as asked.
+#     Expiry is to the second (whole-second clock: 4 s leases went after
+#     3.2 to 4.3 s).
+#   - secure_mode=yes: a host may map only its own address (UPnP for another:
+#     718 ConflictInMappingEntry, logged "Client 10.1.0.2 tried to redirect
+#     port to 10.1.0.3"). The permission rules allow ports 1024-65535 to
+#     1024-65535 from the LAN; UPnP outside them: 606 (Action not authorized).
+#     A NAT-PMP request whose internal port is denied makes 2.3.1 try every
+#     external port (65535 permission checks, ~65k log lines, seconds) before
+#     answering "not authorized": keep test ports inside the rules.
+#   - NAT-PMP epoch and PCP epoch = seconds since miniupnpd started; the UPnP
+#     uptime is the daemon's (system_uptime=no); both reset on restart.
+#   - PCP: a MAP with lifetime 0 deletes only with the nonce that made the
+#     mapping (another nonce: result 2 NOT_AUTHORIZED, logged "Unauthorized to
+#     remove PCP mapping"). The description upnpc -l shows, 'PCP MAP <24 hex>',
+#     is the nonce as three 32-bit words in host (little-endian) order.
+#   - Clients (miniupnpc 2.2.4, natpmpc 20150609):
+#       UPNP_GetValidIGD() returns 2 here (the external address is reserved):
+#       upnpc prints "Found a (not connected?) IGD : URL" and stops with "No
+#       valid UPNP Internet Gateway Device found." unless given -i ("Trying to
+#       continue anyway"). With -u URL it skips that check ("Found valid
+#       IGD"). upnpc exits 0 even when AddPortMapping fails: parse its output.
+#       upnpc -a: "external 198.18.1.1:40000 UDP is redirected to internal
+#         10.1.0.2:40000 (duration=30)" or "AddPortMapping(40000, 40000,
+#         10.1.0.2) failed with code 718 (ConflictInMappingEntry)"
+#       upnpc -l: " 0 UDP 40000->10.1.0.2:40000 'libminiupnpc' '' 28" (index,
+#         protocol, ext->int, description, remote host, seconds left), every
+#         mapping whichever protocol made it (descriptions 'NAT-PMP 40001
+#         udp', 'PCP MAP <nonce hex>'), then "GetGenericPortMappingEntry()
+#         returned 713 (SpecifiedArrayIndexInvalid)" at the end of the list
+#       upnpc -d: "UPNP_DeletePortMapping() returned : 0" (0 also for a
+#         mapping that does not exist)
+#       upnpc -s: "Status : Connected, uptime=7s, LastConnectionError : ..."
+#       against a router without UPnP: "connect: Connection refused" with -u,
+#         "No IGD UPnP Device found on the network !" after 8 s of SSDP
+#       natpmpc: "Public IP address : 198.18.1.1", "epoch = 12"
+#       natpmpc -a 40001 40001 udp 20: "Mapped public port 40001 protocol UDP
+#         to local port 40001 liftime 20" (sic); lifetime 0 deletes ("Mapped
+#         public port 0 ... liftime 0"); a failure ends in
+#         "readnatpmpresponseorretry() failed : not authorized" (or ": network
+#         failure") and a non-zero exit.
+#     There is no PCP client in Debian: tests/netns/upnp_probe.py pcp sends a
+#     hand-made RFC 6887 MAP request.
+LAB_STUN_SERVER=               # ip:port of the first two-address lab_coturn
+LAB_UPNPD_HTTP_PORT=5000       # fixed, as on real routers: the URL survives a restart
+declare -gA LAB_UPNPD_PID=()   # site -> miniupnpd PID
+declare -gA LAB_UPNPD_LOG=()   # site -> log of its current run
+declare -gA LAB_UPNPD_FWD=()   # site -> enabled | disabled
+declare -gA LAB_UPNPD_PROTOS=() # site -> protocols served
+declare -gA _LAB_UPNPD_RUNS=() # site -> starts so far
+
+lab_miniupnpd() {
+	local site=${1:-} p c n stun
+	local -a plist=() extra=() conf=() rules=() kept=()
+	[[ -n ${LAB_IDX[$site]:-} ]] || _lab_err "lab_miniupnpd: no site '$site'" || return 1
+	shift
+	while (($#)); do
+		case $1 in
+		--) shift; extra=("$@"); break ;;
+		upnp|natpmp|pcp) _lab_in "$1" "${plist[*]}" || plist+=("$1") ;;
+		*) _lab_err "usage: lab_miniupnpd SITE [upnp] [natpmp] [pcp] [-- CONFIG_LINE...]"; return 1 ;;
+		esac
+		shift
+	done
+	((${#plist[@]})) || plist=(upnp natpmp pcp)
+	[[ ${LAB_KIND[$site]} != public ]] ||
+		_lab_err "lab_miniupnpd: site '$site' is public: no NAT to map through" || return 1
+	[[ -z ${LAB_UPNPD_PID[$site]:-} ]] ||
+		_lab_err "lab_miniupnpd: already running on $site (lab_miniupnpd_stop or _restart)" || return 1
+	stun=${LAB_MINIUPNPD_STUN:-$LAB_STUN_SERVER}
+	[[ -n $stun ]] || _lab_err "lab_miniupnpd: no STUN server: start coturn on a two-address" \
+		"server first (lab_coturn) or set LAB_MINIUPNPD_STUN=IP[:PORT]" || return 1
+	n=${LAB_IDX[$site]}
+	local upnp=no natpmp=no
+	_lab_in upnp "${plist[*]}" && upnp=yes
+	{ _lab_in natpmp "${plist[*]}" || _lab_in pcp "${plist[*]}"; } && natpmp=yes
+	conf=(
+		ext_ifname=wan
+		listening_ip=lan
+		"http_port=$LAB_UPNPD_HTTP_PORT"
+		"enable_upnp=$upnp"
+		"enable_natpmp=$natpmp"
+		ext_perform_stun=yes
+		"ext_stun_host=${stun%:*}"
+		"ext_stun_port=$([[ $stun == *:* ]] && echo "${stun##*:}" || echo 3478)"
+		ipv6_disable=yes
+		secure_mode=yes
+		min_lifetime=1
+		max_lifetime=3600
+		"lease_file=$LAB_DIR/miniupnpd-$site.leases"
+		upnp_table_name=lab_upnp
+		upnp_nat_table_name=lab_upnp
+		"minissdpdsocket=$LAB_DIR/minissdpd-$site.sock"
+		system_uptime=no
+		"friendly_name=natagent lab $site-gw"
+		"uuid=$(printf '6c61622d-7570-4e70-8064-%012x' "$n")"
+	)
+	for p in "${extra[@]}"; do
+		if [[ $p == allow\ * || $p == deny\ * ]]; then
+			rules+=("$p")
+		elif [[ $p == http_port=* ]]; then
+			_lab_err "lab_miniupnpd: set LAB_UPNPD_HTTP_PORT, not http_port"; return 1
+		elif [[ $p =~ ^([a-z0-9_]+)= ]]; then
+			kept=()
+			for c in "${conf[@]}"; do [[ $c == "${BASH_REMATCH[1]}="* ]] || kept+=("$c"); done
+			conf=("${kept[@]}" "$p")
+		else
+			_lab_err "lab_miniupnpd: config line '$p' is neither KEY=VALUE nor allow/deny"; return 1
+		fi
+	done
+	((${#rules[@]})) || rules=("allow 1024-65535 10.$n.0.0/24 1024-65535" "deny 0-65535 0.0.0.0/0 0-65535")
+	{
+		echo "# miniupnpd on $site-gw, written by lab_miniupnpd (scripts/lab.sh)"
+		printf '%s\n' "${conf[@]}" "${rules[@]}"
+	} >"$LAB_DIR/miniupnpd-$site.conf" || return 1
+	LAB_UPNPD_PROTOS[$site]="${plist[*]}"
+	_lab_miniupnpd_start "$site"
+}
+
+# _lab_miniupnpd_table ROUTER PROTOS: (re)create table inet lab_upnp: the
+# chains miniupnpd fills, and the protocol filter for natpmp or pcp alone.
+_lab_miniupnpd_table() {
+	local r=$1 protos=$2 v
+	local -a off=()
+	if _lab_in natpmp "$protos" || _lab_in pcp "$protos"; then
+		_lab_in natpmp "$protos" || off+=(0)   # request/response version byte
+		_lab_in pcp "$protos" || off+=(2)
+	fi
+	{
+		echo "table inet lab_upnp"
+		echo "delete table inet lab_upnp"
+		cat <<-EOF
+		table inet lab_upnp {
+			chain forward {
+				type filter hook forward priority filter - 1; policy accept;
+				jump miniupnpd
+			}
+			chain miniupnpd {
+			}
+			chain prerouting {
+				type nat hook prerouting priority dstnat - 1; policy accept;
+				jump prerouting_miniupnpd
+			}
+			chain prerouting_miniupnpd {
+			}
+			chain postrouting {
+				type nat hook postrouting priority srcnat - 1; policy accept;
+				jump postrouting_miniupnpd
+			}
+			chain postrouting_miniupnpd {
+			}
+		EOF
+		if ((${#off[@]})); then
+			echo "	chain proto_in {"
+			echo "		type filter hook input priority filter - 1; policy accept;"
+			for v in "${off[@]}"; do echo "		iifname \"lan\" udp dport 5351 @th,64,8 $v reject"; done
+			echo "	}"
+			echo "	chain proto_out {"
+			echo "		type filter hook output priority filter - 1; policy accept;"
+			for v in "${off[@]}"; do echo "		oifname \"lan\" udp sport 5351 @th,64,8 $v drop"; done
+			echo "	}"
+		fi
+		echo "}"
+	} | lab_exec "$r" nft -f - || _lab_err "lab_miniupnpd: nft failed on $r"
+}
+
+# _lab_upnpd_settled PID LOG: has miniupnpd logged its STUN verdict, or died?
+_lab_upnpd_settled() {
+	! kill -0 "$1" 2>/dev/null || grep -q 'Port forwarding is now' "$2"
+}
+
+# _lab_upnpd_listening SITE: are the sockets of the protocols it serves bound?
+_lab_upnpd_listening() {
+	local gw="$1-gw" n=${LAB_IDX[$1]} protos=${LAB_UPNPD_PROTOS[$1]}
+	if _lab_in upnp "$protos"; then
+		[[ -n $(lab_exec "$gw" ss -Hltn "sport = :$LAB_UPNPD_HTTP_PORT" 2>/dev/null) ]] || return 1
+	fi
+	if _lab_in natpmp "$protos" || _lab_in pcp "$protos"; then
+		lab_udp_bound "$gw" "10.$n.0.1" 5351 || return 1
+	fi
+}
+
+# _lab_miniupnpd_start SITE: start it with the config lab_miniupnpd wrote.
+_lab_miniupnpd_start() {
+	local site=$1 gw="$1-gw" run log pid verdict
+	_lab_miniupnpd_table "$gw" "${LAB_UPNPD_PROTOS[$site]}" || return 1
+	run=$((${_LAB_UPNPD_RUNS[$site]:-0} + 1))
+	_LAB_UPNPD_RUNS[$site]=$run
+	log="$LAB_DIR/miniupnpd-$site.$run.log"
+	lab_spawn "$gw" "$log" /usr/sbin/miniupnpd -f "$LAB_DIR/miniupnpd-$site.conf" -d \
+		-P "$LAB_DIR/miniupnpd-$site.pid" || return 1
+	pid=$LAB_LAST_PID
+	LAB_UPNPD_PID[$site]=$pid
+	# shellcheck disable=SC2034  # for the caller
+	LAB_UPNPD_LOG[$site]=$log
+	# The STUN check comes first (up to ~12 s when the answers are filtered),
+	# then the HTTP and NAT-PMP/PCP sockets.
+	if ! wait_for 20 _lab_upnpd_settled "$pid" "$log" || ! kill -0 "$pid" 2>/dev/null ||
+		! wait_for 5 _lab_upnpd_listening "$site"; then
+		_lab_err "miniupnpd on $gw did not come up; $log ends:"$'\n'"$(grep -v table_cb "$log" | tail -n 8)"
+		lab_miniupnpd_stop "$site"
+		return 1
+	fi
+	verdict=$(grep -o 'Port forwarding is now [a-z]*' "$log" | tail -n 1)
+	LAB_UPNPD_FWD[$site]=${verdict##* }
+	_lab_log "miniupnpd on $gw (pid $pid): ${LAB_UPNPD_PROTOS[$site]}, forwarding ${LAB_UPNPD_FWD[$site]}"
+}
+
+# lab_miniupnpd_mappings SITE: "udp|tcp EXTPORT IP:PORT" per DNAT rule.
+lab_miniupnpd_mappings() {
+	local site=${1:-} out
+	[[ -n ${LAB_IDX[$site]:-} ]] || _lab_err "lab_miniupnpd_mappings: no site '$site'" || return 1
+	out=$(lab_exec "$site-gw" nft list chain inet lab_upnp prerouting_miniupnpd 2>/dev/null) || return 0
+	# nft prints the protocol match as a raw payload (@nh,72,8 0x11) or, in
+	# other versions, by name (meta l4proto udp / ip protocol udp).
+	sed -nE 's/.*(@nh,72,8 |l4proto |protocol )(0x11|udp|0x6|0x06|tcp) .*th dport ([0-9]+) dnat ip to ([0-9.]+:[0-9]+).*/\2 \3 \4/p' <<<"$out" |
+		sed -E 's/^0x11 /udp /; s/^0x0?6 /tcp /'
+}
+
+# lab_miniupnpd_url SITE: its UPnP root description URL.
+lab_miniupnpd_url() {
+	[[ -n ${LAB_IDX[${1:-}]:-} ]] || _lab_err "lab_miniupnpd_url: no site '${1:-}'" || return 1
+	echo "http://10.${LAB_IDX[$1]}.0.1:$LAB_UPNPD_HTTP_PORT/rootDesc.xml"
+}
+
+lab_miniupnpd_stop() {
+	local site=${1:-} pid gw wan proto eport rest i
+	pid=${LAB_UPNPD_PID[$site]:-}
+	[[ -n $pid ]] || _lab_err "lab_miniupnpd_stop: no miniupnpd running on '$site'" || return 1
+	gw="$site-gw"
+	local maps
+	maps=$(lab_miniupnpd_mappings "$site")
+	kill -TERM "$pid" 2>/dev/null
+	wait_for 3 _lab_gone "$pid" || kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	for i in "${!LAB_PIDS[@]}"; do [[ ${LAB_PIDS[i]} == "$pid" ]] && unset 'LAB_PIDS[i]'; done
+	LAB_PIDS=("${LAB_PIDS[@]}")
+	unset 'LAB_UPNPD_PID[$site]' 'LAB_UPNPD_FWD[$site]'
+	lab_exec "$gw" nft delete table inet lab_upnp 2>/dev/null
+	rm -f "$LAB_DIR/miniupnpd-$site.leases" "$LAB_DIR/miniupnpd-$site.pid"
+	wan=$(lab_exec "$gw" ip -4 -o addr show dev wan | awk '{ sub("/.*", "", $4); print $4; exit }')
+	while read -r proto eport rest; do
+		[[ -n $eport ]] || continue
+		lab_exec "$gw" conntrack -D -p "$proto" --orig-dst "$wan" --orig-port-dst "$eport" >/dev/null 2>&1
+	done <<<"$maps"
+	_lab_log "miniupnpd on $gw stopped"
+	return 0
+}
+
+# _lab_gone PID: has the process ended?
+_lab_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+lab_miniupnpd_restart() {
+	local site=${1:-}
+	[[ -n ${LAB_UPNPD_PROTOS[$site]:-} ]] ||
+		_lab_err "lab_miniupnpd_restart: miniupnpd was never started on '$site'" || return 1
+	if [[ -n ${LAB_UPNPD_PID[$site]:-} ]]; then lab_miniupnpd_stop "$site" || return 1; fi
+	_lab_miniupnpd_start "$site"
 }
 
 # lab_dump: addresses, routes, rulesets and conntrack of every lab namespace,
@@ -633,7 +1011,9 @@ lab_traps() {
 }
 
 # lab_cleanup: remove everything this run made: stop the processes lab_spawn
-# started (TERM, then KILL after 3 s), kill any other process still inside
+# started (TERM, then KILL after 3 s; lab_miniupnpd's daemons are among them,
+# and their nftables tables, lease and pid files go with the namespaces and the
+# temp dir), kill any other process still inside
 # this run's namespaces (only this run can have put one there), delete the
 # namespaces (their veths, bridge, nft tables go with them) and the temp dir.
 # Safe to call twice; keeps the caller's exit status.
