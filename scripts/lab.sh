@@ -633,9 +633,8 @@ lab_coturn() {
 #     home router SITE-gw, WAN "wan", serving the LAN "lan" (10.N.0.0/24),
 #     with only the named protocols (default: all three). SITE of any kind
 #     but public (for cgnat, the home router; see the STUN verdict below).
-#     Returns once it has
-#     finished its STUN check and its sockets are bound, or non-zero with the
-#     log's tail. Call it from the test's own shell, not in $(...) or
+#     Returns once it has finished its STUN check and its sockets are bound,
+#     or non-zero with the log's tail. Call it from the test's own shell, not in $(...) or
 #     tap_check: the PID and state land in the caller's variables:
 #       LAB_UPNPD_PID[SITE]    its PID (also in LAB_PIDS: lab_cleanup stops it)
 #       LAB_UPNPD_LOG[SITE]    its log (-d: debug level), one file per start:
@@ -644,8 +643,10 @@ lab_coturn() {
 #       LAB_UPNPD_PROTOS[SITE] the protocols served
 #     Config: $LAB_DIR/miniupnpd-SITE.conf; leases: $LAB_DIR/miniupnpd-SITE.leases.
 #     CONFIG_LINEs after "--" override the defaults key by key
-#     ("max_lifetime=86400", "secure_mode=no", "http_port=0"); "allow ..."/
-#     "deny ..." lines replace the default permission rules. The STUN server is
+#     ("max_lifetime=86400", "secure_mode=no", "min_lifetime=120"; the HTTP
+#     port is LAB_UPNPD_HTTP_PORT, not a config line); "allow ..."/
+#     "deny ..." lines replace the default permission rules (end them with a
+#     deny: a request no rule matches is accepted). The STUN server is
 #     $LAB_MINIUPNPD_STUN (IP[:PORT]) or else the first two-address lab_coturn.
 #     Clients: UPnP at http://10.N.0.1:5000/rootDesc.xml (lab_miniupnpd_url;
 #     SSDP discovery works too), NAT-PMP and PCP at 10.N.0.1:5351.
@@ -657,8 +658,10 @@ lab_coturn() {
 #     A router reboot as far as port mapping goes: stop as above, start again
 #     with the same config and protocols. Every mapping is gone, NAT-PMP/PCP
 #     epoch and UPnP uptime start again from 0, BOOTID changes; the URL stays.
-#     (The router's other conntrack state survives: add lab_flush_conntrack
-#     for a full reboot.)
+#     (The router's other conntrack state survives, and on an eim/addr router
+#     the lab's own full-cone map keeps open the ports the host sent from:
+#     add lab_flush_conntrack for a full reboot.) lab_set_nat leaves
+#     miniupnpd and its table alone.
 # lab_miniupnpd_mappings SITE
 #     What miniupnpd has installed, one line per DNAT rule:
 #     "udp EXTPORT INTERNAL_IP:PORT" (or tcp): the ground truth of what forwards.
@@ -780,8 +783,8 @@ declare -gA LAB_UPNPD_PROTOS=() # site -> protocols served
 declare -gA _LAB_UPNPD_RUNS=() # site -> starts so far
 
 lab_miniupnpd() {
-	local site=${1:-} p n stun
-	local -a plist=() extra=() conf=() rules=()
+	local site=${1:-} p c n stun
+	local -a plist=() extra=() conf=() rules=() kept=()
 	[[ -n ${LAB_IDX[$site]:-} ]] || _lab_err "lab_miniupnpd: no site '$site'" || return 1
 	shift
 	while (($#)); do
@@ -828,8 +831,10 @@ lab_miniupnpd() {
 	for p in "${extra[@]}"; do
 		if [[ $p == allow\ * || $p == deny\ * ]]; then
 			rules+=("$p")
+		elif [[ $p == http_port=* ]]; then
+			_lab_err "lab_miniupnpd: set LAB_UPNPD_HTTP_PORT, not http_port"; return 1
 		elif [[ $p =~ ^([a-z0-9_]+)= ]]; then
-			local -a kept=() c
+			kept=()
 			for c in "${conf[@]}"; do [[ $c == "${BASH_REMATCH[1]}="* ]] || kept+=("$c"); done
 			conf=("${kept[@]}" "$p")
 		else
