@@ -31,7 +31,8 @@ static void on_settle(void *arg, uint64_t now)
 	struct hostwatch *h = arg;
 
 	(void)now;
-	log_info("%s: host addresses changed; looking for direct paths again", h->a->cfg->name);
+	log_info("%s: host addresses changed; %s", h->a->cfg->name,
+		 h->a->n_peers ? "looking for direct paths again" : "checking reachability again");
 	pathmgr_candidates_changed(h->a, true);
 	autonat_hosts_changed(h->a);
 }
