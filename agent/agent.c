@@ -227,7 +227,7 @@ static void on_stream(struct quic_session *s, const uint8_t *data, size_t len)
 	else if (c && c->role == CONN_RDV_REG)
 		rdv_server_stream(c, data, len);
 	else if (c && c->role == CONN_PEER && c->peer)
-		pathmgr_peer_stream(c, data, len);
+		peerctl_stream(c, data, len);
 }
 
 static void on_datagram(struct quic_session *s, const uint8_t *data, size_t len)

@@ -46,6 +46,7 @@ struct pathmgr;
 struct fastpath;
 struct hostwatch;
 struct autonat;
+struct autonat_dialer;
 struct rdvmsg;
 struct portmap;
 struct ctl_out;
@@ -74,9 +75,9 @@ struct conn {
 	/* Last packet received / sent on a direct (not relayed) path: the
 	 * path manager's silence check reads them. */
 	uint64_t rx_direct, tx_direct;
-	/* CONN_PEER: a partial message on the peer's control stream (NATINFO,
-	 * a few bytes; anything else stops the reading, see pathmgr.c). */
-	uint8_t prx[8];
+	/* CONN_PEER: a partial message on the peer's control stream (see
+	 * peerctl.c; the largest is a DIALREQ). */
+	uint8_t prx[192];
 	uint8_t prx_len;
 	bool prx_bad;
 };
@@ -95,6 +96,7 @@ struct peer {
 	char last_error[96]; /* why the last session ended */
 	struct pathmgr *pm;  /* punching, failover (pathmgr.c) */
 	struct peer_stats st;
+	struct tbucket autonat_limit; /* its DIALREQs to us (peer_autonat.c) */
 	/* proxy mode */
 	int proxy_fd;
 };
@@ -150,7 +152,8 @@ struct agent {
 	struct fastpath *fp; /* the XDP fast path, when it runs (daemon.c) */
 	struct hostwatch *hostwatch;
 	struct portmap *portmap; /* agent/portmap.h; NULL with PortMapping = off */
-	struct autonat *autonat; /* with a rendezvous to ask (autonat.c) */
+	struct autonat *autonat; /* our reachability (autonat.c) */
+	struct autonat_dialer *peer_dial; /* AutoNATService = true (peer_autonat.c) */
 };
 
 int agent_open(struct agent *a, struct config *cfg, struct loop *loop);
@@ -308,6 +311,26 @@ bool autonat_input(struct agent *a, const uint8_t *buf, size_t len,
 		   const struct na_endpoint *from);
 /* `natctl show` lines: reachability= per address. */
 void autonat_status(struct agent *a, struct ctl_out *out, uint64_t now);
+/* Peers as AutoNAT servers: which may serve changed (a NATINFO, a session
+ * going direct); a peer's DIALRESP; its session ended. The rendezvous is
+ * asked first; a peer that offers the service (AutoNATService = true) on
+ * a direct path when the rendezvous cannot dial (no AlternateListen) or
+ * is not configured. */
+void autonat_servers_changed(struct agent *a);
+void autonat_peer_dialresp(struct peer *p, const struct rdvmsg_dialresp *m);
+void autonat_peer_down(struct peer *p);
+
+/* peer_autonat.c: AutoNATService = true, the serving side for our peers
+ * (dial-backs from a port of our own). Without it every DIALREQ is
+ * answered "unavailable". */
+int peer_autonat_open(struct agent *a);
+void peer_autonat_close(struct agent *a);
+void peer_autonat_request(struct peer *p, const struct rdvmsg_dialreq *m);
+
+/* peerctl.c: a peer session's control stream (NATINFO, DIALREQ, DIALRESP). */
+void peerctl_stream(struct conn *c, const uint8_t *data, size_t len);
+/* Queues m on p's stream; false if the session is not up or it is full. */
+bool peerctl_send(struct peer *p, const struct rdvmsg *m);
 
 /* relay.c: a relayed path is an ordinary QUIC path between two addresses
  * of the discard prefix 100::/64 (RFC 6666), never on a wire: ours, and

@@ -9,8 +9,17 @@
  * while it is registered; the dial-backs arrive on the shared socket,
  * where agent.c's STUN demux hands them to autonat_input.
  *
+ * Who is asked: the rendezvous while it is registered, unless it said it
+ * cannot dial (no AlternateListen; asked again after each registration);
+ * else the first peer whose NATINFO offers the service (AutoNATService =
+ * true) and whose session is on a direct path. A request's answer counts
+ * only from the server it went to; a server's "unavailable" sends the
+ * next request to another, and addresses that waited for a server are
+ * asked about at once when one turns up.
+ *
  * Timer: one, at autonat_client_deadline: the next request due (only while
- * registered), the DIALRESP's timeout, the end of the dial-back wait. */
+ * there is a server to ask), the DIALRESP's timeout, the end of the
+ * dial-back wait. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -38,7 +47,15 @@ struct autonat {
 	struct { autonat_change_fn fn; void *arg; } subs[MAX_SUBS];
 	unsigned n_subs;
 	bool said_unavailable;			/* logged once */
+	bool rdv_unavailable;			/* the rendezvous cannot dial */
+	bool had_server;			/* at the last kick */
+	/* Servers, as VIA_RENDEZVOUS or a peer's idx + 1: the outstanding
+	 * request's, and per address slot the last to answer about it. */
+	uint32_t req_via;
+	uint32_t via[AUTONAT_MAX_ADDRS];
 };
+
+#define VIA_RENDEZVOUS 0
 
 static const char *const owner_names[] = {
 	[AUTONAT_BY_RENDEZVOUS] = "rendezvous", [AUTONAT_BY_DISCOVERY] = "discovery",
@@ -51,12 +68,49 @@ static uint32_t bit(enum autonat_owner who)
 	return 1u << who;
 }
 
+/* Who to ask now (see the top); false if nobody can. */
+static bool pick_server(struct autonat *an, struct na_endpoint *at, uint32_t *via)
+{
+	struct agent *a = an->a;
+
+	if (rdvclient_uplink(a) && !an->rdv_unavailable) {
+		*at = a->cfg->rendezvous;
+		*via = VIA_RENDEZVOUS;
+		return true;
+	}
+	for (unsigned i = 0; i < a->n_peers; i++)
+		if (pathmgr_autonat_server(a->peers[i], at)) {
+			*via = a->peers[i]->idx + 1;
+			return true;
+		}
+	return false;
+}
+
+static const char *server_name(struct agent *a, uint32_t via, char *buf, size_t cap)
+{
+	struct peer *p = via == VIA_RENDEZVOUS ? NULL : peer_by_idx(a, via - 1);
+
+	if (via == VIA_RENDEZVOUS)
+		return "the rendezvous";
+	snprintf(buf, cap, "peer %s", p ? p->name : "(gone)");
+	return buf;
+}
+
+/* The server that last answered about ep. */
+static uint32_t via_of(const struct autonat *an, const struct na_endpoint *ep)
+{
+	const struct autonat_addr *ad = autonat_client_find(&an->c, ep);
+
+	return ad ? an->via[ad - an->c.addrs] : VIA_RENDEZVOUS;
+}
+
 /* Logs what the client decided and tells the subscribers of changes. */
 static void take_events(struct autonat *an)
 {
 	const char *name = an->a->cfg->name;
 	struct autonat_event ev;
-	char ep[NA_ENDPOINT_STRLEN];
+	char ep[NA_ENDPOINT_STRLEN], who[32];
+	uint32_t via;
 
 	while (autonat_client_event(&an->c, &ev)) {
 		na_endpoint_str(&ev.ep, ep, sizeof(ep));
@@ -67,13 +121,20 @@ static void take_events(struct autonat *an)
 				  ev.agree_ok, ev.agree_n, autonat_reach_name(ev.reach));
 			break;
 		case AUTONAT_EV_REFUSED:
-			if (ev.status == RDVMSG_DIAL_UNAVAILABLE && !an->said_unavailable) {
+			via = via_of(an, &ev.ep);
+			if (ev.status == RDVMSG_DIAL_UNAVAILABLE && via == VIA_RENDEZVOUS &&
+			    !an->said_unavailable) {
 				an->said_unavailable = true;
 				log_info("%s: the rendezvous cannot check our reachability: it has "
-					 "no second address (AlternateListen)", name);
+					 "no second address (AlternateListen); peers with "
+					 "AutoNATService = true are asked instead", name);
+			} else if (ev.status == RDVMSG_DIAL_UNAVAILABLE && via != VIA_RENDEZVOUS) {
+				log_info("%s: %s does not check reachability (no AutoNATService)",
+					 name, server_name(an->a, via, who, sizeof(who)));
 			}
-			log_debug("%s: reachability of %s: the rendezvous did not dial: %s", name,
-				  ep, rdvmsg_dial_status_name(ev.status));
+			log_debug("%s: reachability of %s: %s did not dial: %s", name, ep,
+				  server_name(an->a, via, who, sizeof(who)),
+				  rdvmsg_dial_status_name(ev.status));
 			break;
 		case AUTONAT_EV_CHANGED:
 			if (ev.reach == AUTONAT_PUBLIC)
@@ -89,27 +150,41 @@ static void take_events(struct autonat *an)
 	}
 }
 
-/* Sends a request if one is due and the rendezvous can take it; takes
- * the events; re-arms the timer. Call after anything that changes the
- * client. */
+/* Sends a request if one is due and a server can take it; takes the
+ * events; re-arms the timer. Call after anything that changes the client
+ * or the servers. */
 static void kick(struct autonat *an)
 {
 	struct agent *a = an->a;
-	bool up = rdvclient_uplink(a) != NULL;
+	struct na_endpoint server;
+	uint32_t via = VIA_RENDEZVOUS;
+	bool have = pick_server(an, &server, &via), sent;
 	uint64_t now = loop_now(), nonce;
 	static struct rdvmsg m;
+	char who[32];
 
+	/* What was refused for want of a server, or waited for one, goes now. */
+	if (!have) {
+		an->had_server = false;
+	} else if (!an->had_server && !an->c.req.active) {
+		autonat_client_recheck(&an->c, NULL, now);
+		an->had_server = true;
+	}
 	memset(&m, 0, sizeof(m));
 	m.type = RDVMSG_DIALREQ;
-	if (up && gnutls_rnd(GNUTLS_RND_NONCE, &nonce, sizeof(nonce)) == 0 &&
-	    autonat_client_request(&an->c, now, nonce, &a->cfg->rendezvous, &m.dialreq)) {
-		log_debug("%s: reachability: asking the rendezvous to dial back %u address%s",
-			  a->cfg->name, m.dialreq.count, m.dialreq.count == 1 ? "" : "es");
-		if (!rdvclient_send(a, &m))
+	if (have && gnutls_rnd(GNUTLS_RND_NONCE, &nonce, sizeof(nonce)) == 0 &&
+	    autonat_client_request(&an->c, now, nonce, &server, &m.dialreq)) {
+		log_debug("%s: reachability: asking %s to dial back %u address%s", a->cfg->name,
+			  server_name(a, via, who, sizeof(who)), m.dialreq.count,
+			  m.dialreq.count == 1 ? "" : "es");
+		an->req_via = via;
+		sent = via == VIA_RENDEZVOUS ? rdvclient_send(a, &m)
+					     : peerctl_send(peer_by_idx(a, via - 1), &m);
+		if (!sent)
 			autonat_client_abandon(&an->c, now);
 	}
 	take_events(an);
-	loop_timer_set(a->loop, &an->timer, autonat_client_deadline(&an->c, up));
+	loop_timer_set(a->loop, &an->timer, autonat_client_deadline(&an->c, have));
 }
 
 static void on_timer(void *arg, uint64_t now)
@@ -136,7 +211,8 @@ int autonat_open(struct agent *a)
 {
 	struct autonat *an;
 
-	if (!a->cfg->has_rendezvous)
+	/* Something to ask: the rendezvous, or peers that may offer it. */
+	if (!a->cfg->has_rendezvous && !a->cfg->has_mode)
 		return 0;
 	an = calloc(1, sizeof(*an));
 	if (!an)
@@ -223,6 +299,7 @@ void autonat_registered(struct agent *a, const struct na_endpoint *srflx)
 	if (!an)
 		return;
 	replace(an, &an->srflx, &an->have_srflx, srflx, AUTONAT_BY_RENDEZVOUS);
+	an->rdv_unavailable = false; /* it may have restarted with AlternateListen */
 	kick(an); /* what waited for a registration goes now */
 }
 
@@ -232,7 +309,8 @@ void autonat_rdv_down(struct agent *a)
 
 	if (!an)
 		return;
-	autonat_client_abandon(&an->c, loop_now());
+	if (an->c.req.active && an->req_via == VIA_RENDEZVOUS)
+		autonat_client_abandon(&an->c, loop_now());
 	kick(an);
 }
 
@@ -278,16 +356,63 @@ void autonat_hosts_changed(struct agent *a)
 	kick(an);
 }
 
+/* A DIALRESP from via: counted if it answers the request we sent there. */
+static void dialresp(struct autonat *an, uint32_t via, const struct rdvmsg_dialresp *m)
+{
+	struct agent *a = an->a;
+	struct autonat_req req = an->c.req;
+	bool unavailable = false;
+	char who[32];
+
+	if (!req.active || an->req_via != via || !autonat_client_response(&an->c, m, loop_now())) {
+		log_debug("%s: reachability: a DIALRESP from %s that answers nothing we asked it; "
+			  "ignored", a->cfg->name, server_name(a, via, who, sizeof(who)));
+		return;
+	}
+	for (unsigned i = 0; i < req.count; i++) {
+		an->via[req.slot[i]] = via;
+		unavailable |= m->status[i] == RDVMSG_DIAL_UNAVAILABLE;
+	}
+	/* It cannot dial at all: ask someone else from now on. */
+	if (unavailable && via == VIA_RENDEZVOUS)
+		an->rdv_unavailable = true;
+	else if (unavailable)
+		pathmgr_autonat_refused(peer_by_idx(a, via - 1));
+	if (unavailable)
+		an->had_server = false;
+}
+
 void autonat_dialresp(struct agent *a, const struct rdvmsg_dialresp *m)
 {
-	struct autonat *an = a->autonat;
+	if (!a->autonat)
+		return;
+	dialresp(a->autonat, VIA_RENDEZVOUS, m);
+	kick(a->autonat);
+}
+
+void autonat_peer_dialresp(struct peer *p, const struct rdvmsg_dialresp *m)
+{
+	if (!p->a->autonat)
+		return;
+	dialresp(p->a->autonat, p->idx + 1, m);
+	kick(p->a->autonat);
+}
+
+void autonat_peer_down(struct peer *p)
+{
+	struct autonat *an = p->a->autonat;
 
 	if (!an)
 		return;
-	if (!autonat_client_response(&an->c, m, loop_now()))
-		log_debug("%s: reachability: a DIALRESP that answers nothing we asked; ignored",
-			  a->cfg->name);
+	if (an->c.req.active && an->req_via == p->idx + 1)
+		autonat_client_abandon(&an->c, loop_now());
 	kick(an);
+}
+
+void autonat_servers_changed(struct agent *a)
+{
+	if (a->autonat)
+		kick(a->autonat);
 }
 
 bool autonat_input(struct agent *a, const uint8_t *buf, size_t len,
@@ -339,7 +464,7 @@ void autonat_status(struct agent *a, struct ctl_out *out, uint64_t now)
 			continue;
 		autonat_addr_agreement(ad, &ok, &n);
 		/* "EP STATE arrived=OK/N [checked_ms=MS] [refused=WORD asked_ms=MS]
-		 * by=OWNER,...": natctl_show.c parses it. One ctl_printf, so that
+		 * [via=SERVER] by=OWNER,...": natctl_show.c parses it. One ctl_printf, so that
 		 * a full reply never cuts the line. */
 		len = snprintf(line, sizeof(line), "%s %s arrived=%u/%u",
 			       na_endpoint_str(&ad->ep, ep, sizeof(ep)),
@@ -351,6 +476,14 @@ void autonat_status(struct agent *a, struct ctl_out *out, uint64_t now)
 			len += snprintf(line + len, sizeof(line) - (size_t)len,
 					" refused=%s asked_ms=%" PRIu64, refusal_word(ad->refused),
 					(now - ad->answered) / 1000000);
+		if (ad->checked || ad->refused != AUTONAT_NO_REFUSAL) {
+			uint32_t via = an->via[i];
+			const struct peer *p = via == VIA_RENDEZVOUS ? NULL : peer_by_idx(a, via - 1);
+
+			len += snprintf(line + len, sizeof(line) - (size_t)len, " via=%s%s",
+					via == VIA_RENDEZVOUS ? "rendezvous" : "peer:",
+					via == VIA_RENDEZVOUS ? "" : p ? p->name : "gone");
+		}
 		len += snprintf(line + len, sizeof(line) - (size_t)len, " by=");
 		for (unsigned w = 0, any = 0; w <= AUTONAT_BY_OTHER; w++)
 			if (ad->owners & bit(w))

@@ -269,6 +269,12 @@ static int start_agent(struct daemon *d)
 	d->peers_open = true;
 	if (autonat_open(&d->agent) < 0)
 		return -1;
+	err = peer_autonat_open(&d->agent);
+	if (err < 0) {
+		log_err("%s: AutoNATService: cannot open the dial-back socket: %s", cfg->name,
+			strerror(-err));
+		return -1;
+	}
 	if (rdvclient_open(&d->agent) < 0)
 		return -1;
 	/* Without it peers still punch, with the addresses of each attempt's
@@ -293,7 +299,7 @@ static int start_agent(struct daemon *d)
 static void log_rdv_stats(struct daemon *d)
 {
 	const struct rdv_stats *st = &d->agent.rdvsrv->st;
-	const struct autonat_server_stats *an = &d->agent.rdvsrv->an.st;
+	const struct autonat_server_stats *an = &d->agent.rdvsrv->dial.an.st;
 
 	log_info("%s: rendezvous: %llu registered, %llu registrations, %llu messages "
 		 "(%llu forwarded), relayed %llu datagrams (%llu bytes); dropped: %llu to "
@@ -321,6 +327,7 @@ static void stop_agent(struct daemon *d)
 		hostwatch_close(&d->agent);
 		portmap_close(&d->agent);
 		autonat_close(&d->agent);
+		peer_autonat_close(&d->agent);
 	}
 	if (d->proxy_open)
 		proxy_close(&d->agent);

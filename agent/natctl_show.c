@@ -14,9 +14,14 @@
  *     port_mapping (one per protocol PortMapping names, repeated)
  *     reachability (one per watched address, repeated; its value is
  *       "EP STATE arrived=OK/N [checked_ms=MS] [refused=WORD asked_ms=MS]
- *       by=OWNER,...": STATE unknown|public|private, OK of the last N (<= 3)
- *       dial-backs arrived, WORD not-ours|private|rate-limited|unavailable,
- *       OWNER rendezvous|discovery|host|portmap|other; agent/autonat.c)
+ *       [via=SERVER] by=OWNER,...": STATE unknown|public|private, OK of the
+ *       last N (<= 3) dial-backs arrived, WORD
+ *       not-ours|private|rate-limited|unavailable, SERVER (who answered
+ *       last) rendezvous|peer:NAME, OWNER
+ *       rendezvous|discovery|host|portmap|other; agent/autonat.c)
+ *     autonat_service (AutoNATService = true: where our dial-backs for
+ *       peers leave from) autonat_service_requests autonat_service_dialed
+ *       autonat_service_refused
  *   peer: allowed_ips path endpoint relay session_age_ms rtt_us tx_bytes
  *     rx_bytes tx_dgrams rx_dgrams drop_too_big drop_full drop_down
  *     drop_spoofed drop_bad last_error punch_attempts punch_state
@@ -37,7 +42,7 @@
  * array "pairs", the port_mapping lines as "port_mappings", the
  * reachability lines as the array "reachability" of
  * objects {address, state, arrived, results, checked_ms, refused, asked_ms,
- * by}, absent keys left out),
+ * via, by}, absent keys left out),
  * peers in "peers" (the header as "public_key"), the rendezvous service in
  * "rendezvous_service" (its header as "listen"). `natctl show IFACE --json`
  * prints that object; `natctl show --json` prints an array of them, even of
@@ -449,7 +454,7 @@ static void print_rendezvous(const struct reply *r, const struct section *s)
 
 /* One reachability= value cut into its parts (see the top comment). */
 struct reach {
-	char address[NATCTL_REACH_LEN], state[16], refused[16], by[64];
+	char address[NATCTL_REACH_LEN], state[16], refused[16], by[64], via[32];
 	uint64_t ok, n, checked_ms, asked_ms;
 	bool has_checked, has_asked, has_counts;
 };
@@ -480,19 +485,23 @@ static void reach_parse(const char *v, struct reach *o)
 			snprintf(o->refused, sizeof(o->refused), "%s", eq + 1);
 		else if (!strncmp(t, "by=", 3))
 			snprintf(o->by, sizeof(o->by), "%s", eq + 1);
+		else if (!strncmp(t, "via=", 4))
+			snprintf(o->via, sizeof(o->via), "%s", eq + 1);
 	}
 }
 
-static const char *refused_text(const char *w)
+/* peer: a peer answered, not the rendezvous. */
+static const char *refused_text(const char *w, bool peer)
 {
 	if (!strcmp(w, "not-ours"))
-		return "the rendezvous sees us at another IP";
+		return peer ? "the peer sees us at another IP" : "the rendezvous sees us at another IP";
 	if (!strcmp(w, "private"))
 		return "a private address, never dialed";
 	if (!strcmp(w, "rate-limited"))
-		return "rate limited at the rendezvous";
+		return peer ? "rate limited at the peer" : "rate limited at the rendezvous";
 	if (!strcmp(w, "unavailable"))
-		return "the rendezvous has no second address to dial from";
+		return peer ? "the peer does not offer AutoNAT"
+			    : "the rendezvous has no second address to dial from";
 	return w;
 }
 
@@ -512,13 +521,32 @@ static void print_reach(const char *v)
 		part(&p, "%s %s", o.address, o.state);
 	if (o.has_checked)
 		part(&p, "checked %s", ago(o.checked_ms, t, sizeof(t)));
+	if (!strncmp(o.via, "peer:", 5))
+		part(&p, "asked of peer %s", o.via + 5);
 	if (o.refused[0])
-		part(&p, "%s%s", o.has_checked ? "last asked: " : "", refused_text(o.refused));
+		part(&p, "%s%s", o.has_checked ? "last asked: " : "",
+		     refused_text(o.refused, !strncmp(o.via, "peer:", 5)));
 	if (o.refused[0] && o.has_asked)
 		part(&p, "asked %s", ago(o.asked_ms, t, sizeof(t)));
 	if (!o.has_checked && !o.refused[0])
 		part(&p, "not checked yet");
 	printf("  reachability: %s\n", p.buf);
+}
+
+/* "autonat service: dial-backs from 0.0.0.0:41234, 3 requests, 5
+ * addresses dialed, 1 refused": AutoNATService = true. */
+static void print_autonat_service(const struct reply *r, const struct section *s)
+{
+	const char *from = get(r, s, "autonat_service");
+	uint64_t req = get_u64_or0(r, s, "autonat_service_requests");
+	uint64_t dialed = get_u64_or0(r, s, "autonat_service_dialed");
+	uint64_t refused = get_u64_or0(r, s, "autonat_service_refused");
+
+	if (!from)
+		return;
+	printf("  autonat service: dial-backs from %s, %llu request%s, %llu address%s dialed, "
+	       "%llu refused\n", from, (unsigned long long)req, req == 1 ? "" : "s",
+	       (unsigned long long)dialed, dialed == 1 ? "" : "es", (unsigned long long)refused);
 }
 
 static void print_interface(const struct reply *r, const struct section *s)
@@ -540,6 +568,7 @@ static void print_interface(const struct reply *r, const struct section *s)
 	for (size_t i = s->first; i < s->first + s->n; i++)
 		if (!strcmp(r->kvs[i].key, "reachability"))
 			print_reach(r->kvs[i].value);
+	print_autonat_service(r, s);
 }
 
 /* "endpoint: E" when direct, "path: relay via R", "path: none". */
@@ -758,6 +787,8 @@ static const struct jfield iface_fields[] = {
 	{ "rendezvous", NULL, J_STR }, { "rendezvous_state", NULL, J_STR },
 	{ "rendezvous_reflexive", NULL, J_STR }, { "rendezvous_age_ms", NULL, J_NUM },
 	{ "rendezvous_error", NULL, J_STR }, { "port_mapping", "port_mappings", J_ALL },
+	{ "autonat_service", NULL, J_STR }, { "autonat_service_requests", NULL, J_NUM },
+	{ "autonat_service_dialed", NULL, J_NUM }, { "autonat_service_refused", NULL, J_NUM },
 };
 
 static const struct jfield peer_fields[] = {
@@ -942,6 +973,10 @@ static void json_reach(const struct reply *r, const struct section *s, int in, b
 		}
 		if (o.has_asked)
 			printf(", \"asked_ms\": %llu", (unsigned long long)o.asked_ms);
+		if (o.via[0]) {
+			printf(", \"via\": ");
+			json_str(o.via, strlen(o.via));
+		}
 		printf(", \"by\": ");
 		json_list(o.by);
 		printf("}");

@@ -737,15 +737,12 @@ static void watch_direct(struct pathmgr *pm)
 static void send_natinfo(struct peer *p)
 {
 	struct rdvmsg m = { .type = RDVMSG_NATINFO };
-	uint8_t buf[RDVMSG_HEADER_LEN + 2];
-	size_t n;
 
-	if (!session_up(p) || !p->a->have_report)
+	if (!session_up(p) || (!p->a->have_report && !p->a->cfg->autonat_service))
 		return;
 	our_nat(p->a, &m.natinfo.mapping, &m.natinfo.filtering);
-	n = rdvmsg_encode(&m, buf, sizeof(buf));
-	if (n && quic_session_stream_send(p->conn->s, buf, n) == 0)
-		conn_mark(p->conn);
+	m.natinfo.services = p->a->cfg->autonat_service ? RDVMSG_SVC_AUTONAT : 0;
+	peerctl_send(p, &m);
 }
 
 void pathmgr_nat_known(struct agent *a)
@@ -754,31 +751,35 @@ void pathmgr_nat_known(struct agent *a)
 		send_natinfo(a->peers[i]);
 }
 
-void pathmgr_peer_stream(struct conn *c, const uint8_t *data, size_t len)
+void pathmgr_natinfo(struct peer *p, const struct rdvmsg_natinfo *m)
 {
-	struct pathmgr *pm = c->peer->pm;
-	struct rdvmsg m;
-	ssize_t f;
+	struct pathmgr *pm = p->pm;
+	bool served = pm->their_services & RDVMSG_SVC_AUTONAT;
 
-	/* Byte by byte into a small buffer: the messages are tiny, and one
-	 * that cannot be (or is not NATINFO) ends the reading for good. */
-	for (; len && !c->prx_bad; data++, len--) {
-		c->prx[c->prx_len++] = *data;
-		f = rdvmsg_frame(c->prx, c->prx_len, NULL, NULL);
-		if (f == 0 && c->prx_len < sizeof(c->prx))
-			continue;
-		if (f <= 0 || !rdvmsg_decode(&m, c->prx, (size_t)f, NULL) ||
-		    m.type != RDVMSG_NATINFO) {
-			c->prx_bad = true;
-			log_debug("%s: peer %s: unreadable control stream; ignored from now on",
-				  name(pm), c->peer->name);
-			return;
-		}
-		pm->their_mapping = m.natinfo.mapping;
-		pm->their_filtering = m.natinfo.filtering;
+	/* Unknown: the peer runs no discovery (no STUN), or not yet. */
+	if (m->mapping != NAT_MAPPING_UNKNOWN || m->filtering != NAT_FILTERING_UNKNOWN) {
+		pm->their_mapping = m->mapping;
+		pm->their_filtering = m->filtering;
 		pm->their_nat_known = true;
-		c->prx_len = 0;
 	}
+	pm->their_services = m->services;
+	if (served != !!(m->services & RDVMSG_SVC_AUTONAT))
+		autonat_servers_changed(p->a);
+}
+
+bool pathmgr_autonat_server(const struct peer *p, struct na_endpoint *at)
+{
+	if (!p->pm || !(p->pm->their_services & RDVMSG_SVC_AUTONAT) || !session_up(p) ||
+	    on_relay(p) || p->pm->direct_dead)
+		return false;
+	na_endpoint_from_sockaddr(at, (const struct sockaddr *)&quic_session_path(p->conn->s)->remote);
+	return true;
+}
+
+void pathmgr_autonat_refused(struct peer *p)
+{
+	if (p->pm)
+		p->pm->their_services &= (uint8_t)~RDVMSG_SVC_AUTONAT;
 }
 
 void pathmgr_session_up(struct peer *p)
@@ -832,6 +833,9 @@ void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct qu
 	}
 	loop_timer_cancel(p->a->loop, &pm->retry);
 	watch_direct(pm);
+	/* Direct now: it can check our reachability if it offers to. */
+	if (pm->their_services & RDVMSG_SVC_AUTONAT)
+		autonat_servers_changed(p->a);
 }
 
 void pathmgr_config_changed(struct peer *p)

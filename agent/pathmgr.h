@@ -42,6 +42,7 @@ struct pathmgr {
 	uint64_t took;          /* CONNECT to success, ns */
 	uint8_t their_mapping, their_filtering;
 	bool their_nat_known;
+	uint8_t their_services;   /* NATINFO's RDVMSG_SVC_* */
 	struct loop_timer timer;  /* CONNECT/SYNC timeout, punch pacing */
 	struct loop_timer retry;  /* the next attempt */
 	uint64_t backoff;
@@ -82,8 +83,15 @@ void pathmgr_path_event(struct conn *c, enum quic_path_event ev, const struct qu
 /* Our NAT's behaviour is known (discovery is done): tell every peer with a
  * session (NATINFO on its control stream), for its verdict. */
 void pathmgr_nat_known(struct agent *a);
-/* Bytes on a peer session's control stream. */
-void pathmgr_peer_stream(struct conn *c, const uint8_t *data, size_t len);
+/* The peer's NATINFO (peerctl.c read it off its control stream). */
+void pathmgr_natinfo(struct peer *p, const struct rdvmsg_natinfo *m);
+/* True if the peer offers AutoNAT and its session is on a direct path
+ * (through the relay it would see the relay's address, not ours); at: the
+ * peer's address on that path, where its answers come from. */
+bool pathmgr_autonat_server(const struct peer *p, struct na_endpoint *at);
+/* It answered "unavailable" after all: ask it no more until its next
+ * NATINFO offers again. */
+void pathmgr_autonat_refused(struct peer *p);
 
 /* The XDP fast path is up: it absorbs keepalives with our peers' tokens. */
 void pathmgr_fastpath_up(struct agent *a);

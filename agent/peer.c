@@ -232,8 +232,10 @@ void conn_dead(struct conn *c)
 		log_debug("%s: session ended: %s", c->a->cfg->name, *why ? why : "closed");
 		return;
 	}
-	if (p->conn == c)
+	if (p->conn == c) {
 		p->conn = NULL;
+		autonat_peer_down(p);
+	}
 	log_info("%s: peer %s: session ended: %s", c->a->cfg->name, p->name, *why ? why : "closed");
 	snprintf(p->last_error, sizeof(p->last_error), "%s", *why ? why : "closed");
 	if (p->conn)
@@ -335,6 +337,7 @@ struct peer *peer_new(struct agent *a, const struct config_peer *cp)
 	key_to_base64(b64, cp->public_key);
 	snprintf(p->name, sizeof(p->name), "%.8s", b64);
 	loop_timer_init(&p->dial_timer, on_dial_timer, p);
+	autonat_peer_limit_init(&p->autonat_limit, loop_now());
 	p->pm = pathmgr_new(p);
 	if (!p->pm) {
 		free(p);
@@ -422,6 +425,7 @@ void peer_remove(struct peer *p, const char *why)
 		conn_mark(c);
 	}
 	p->conn = NULL;
+	autonat_peer_down(p);
 	agent_flush_dirty(a);
 	if (a->tun)
 		tunpath_peer_gone(p);

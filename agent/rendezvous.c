@@ -471,9 +471,9 @@ int rdv_server_open(struct agent *a)
 		log_warn("%s: rendezvous: no AutoNAT dial-back socket on %s: %s; reachability "
 			 "checks are unavailable", a->cfg->name,
 			 na_ip_str(&rc->alternate.ip, ip, sizeof(ip)), strerror(-err));
-	else if (sv->dial_fd >= 0)
+	else if (sv->dial.fd >= 0)
 		log_info("%s: rendezvous: AutoNAT dial-backs from %s", a->cfg->name,
-			 na_endpoint_str(&sv->dial_from, ep, sizeof(ep)));
+			 na_endpoint_str(&sv->dial.from, ep, sizeof(ep)));
 	else
 		log_info("%s: rendezvous: AutoNAT unavailable (dial-backs need AlternateListen)",
 			 a->cfg->name);

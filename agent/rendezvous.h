@@ -3,6 +3,7 @@
 #define NATAGENT_AGENT_RENDEZVOUS_H
 
 #include "agent/agent.h"
+#include "agent/autonat_dialer.h"
 #include "nat/autonat.h"
 #include "nat/ratelimit.h"
 
@@ -30,12 +31,8 @@ struct rdv_server {
 	uint64_t k0, k1;
 	struct tbucket msgs_total, relay_total;
 	struct rdv_stats st;
-	/* AutoNAT (rdv_autonat.c): the policy and its counters, and the
-	 * socket dial-backs leave from (-1: none, no AlternateListen). */
-	struct autonat_server an;
-	int dial_fd;
-	struct na_endpoint dial_from;
-	uint64_t dial_send_failed, dial_rx_dropped;
+	/* AutoNAT (rdv_autonat.c): no socket without AlternateListen. */
+	struct autonat_dialer dial;
 };
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "agent/agent.h"
+#include "agent/autonat_dialer.h"
 #include "agent/ctl.h"
 #include "agent/pathmgr.h"
 #include "agent/portmap.h"
@@ -59,6 +60,14 @@ static void interface(struct agent *a, struct ctl_out *out, uint64_t now)
 	}
 	portmap_status(a, out, now);
 	autonat_status(a, out, now);
+	if (a->peer_dial && a->peer_dial->fd >= 0) {
+		const struct autonat_server_stats *st = &a->peer_dial->an.st;
+
+		endpoint(out, "autonat_service", &a->peer_dial->from);
+		ctl_printf(out, "autonat_service_requests=%" PRIu64 "\nautonat_service_dialed=%" PRIu64
+			   "\nautonat_service_refused=%" PRIu64 "\n", st->requests, st->dialed,
+			   st->not_yours + st->private_ + st->rate_limited + st->unavailable);
+	}
 }
 
 static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
@@ -103,7 +112,7 @@ static void peer(struct peer *p, struct ctl_out *out, uint64_t now)
 static void service(struct agent *a, struct ctl_out *out)
 {
 	const struct rdv_stats *st = &a->rdvsrv->st;
-	const struct autonat_server_stats *an = &a->rdvsrv->an.st;
+	const struct autonat_server_stats *an = &a->rdvsrv->dial.an.st;
 
 	endpoint(out, "rendezvous_service", &a->cfg->rdv.listen);
 	ctl_printf(out, "registered_peers=%" PRIu64 "\n", st->registered);
@@ -113,8 +122,8 @@ static void service(struct agent *a, struct ctl_out *out)
 		   "\ndropped_rate=%" PRIu64 "\ndropped_bad=%" PRIu64 "\n", st->dropped_unknown,
 		   st->dropped_not_allowed, st->dropped_rate, st->dropped_bad);
 	/* AutoNAT: counted per address asked about, requests apart. */
-	if (a->rdvsrv->dial_fd >= 0)
-		endpoint(out, "autonat_from", &a->rdvsrv->dial_from);
+	if (a->rdvsrv->dial.fd >= 0)
+		endpoint(out, "autonat_from", &a->rdvsrv->dial.from);
 	else
 		ctl_printf(out, "autonat_from=none\n");
 	ctl_printf(out, "autonat_requests=%" PRIu64 "\nautonat_dialed=%" PRIu64

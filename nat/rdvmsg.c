@@ -21,7 +21,7 @@ static const struct { uint16_t min, max; } body_bounds[] = {
 	[RDVMSG_PING]		= { 8, 8 },
 	[RDVMSG_PONG]		= { 8, 8 },
 	[RDVMSG_PRESENT]	= { RDVMSG_KEY_LEN, RDVMSG_KEY_LEN },
-	[RDVMSG_NATINFO]	= { 2, 2 },
+	[RDVMSG_NATINFO]	= { 3, 3 },
 	[RDVMSG_DIALREQ]	= { DIAL_FIXED, DIAL_FIXED + RDVMSG_MAX_DIAL * ADDR_V6_LEN },
 	[RDVMSG_DIALRESP]	= { DIAL_FIXED, DIAL_FIXED + RDVMSG_MAX_DIAL },
 	[RDVMSG_UNREGISTER]	= { 2, 2 + RDVMSG_MAX_KEYS * RDVMSG_KEY_LEN },
@@ -198,6 +198,7 @@ size_t rdvmsg_encode(const struct rdvmsg *m, uint8_t *buf, size_t cap)
 			return 0;
 		put8(&w, m->natinfo.mapping);
 		put8(&w, m->natinfo.filtering);
+		put8(&w, m->natinfo.services);
 		break;
 	case RDVMSG_DIALREQ:
 		if (m->dialreq.count > RDVMSG_MAX_DIAL)
@@ -451,7 +452,8 @@ bool rdvmsg_decode(struct rdvmsg *m, const uint8_t *frame, size_t len, const cha
 			FAIL("truncated PRESENT");
 		break;
 	case RDVMSG_NATINFO:
-		if (!get8(&r, &m->natinfo.mapping) || !get8(&r, &m->natinfo.filtering))
+		if (!get8(&r, &m->natinfo.mapping) || !get8(&r, &m->natinfo.filtering) ||
+		    !get8(&r, &m->natinfo.services))
 			FAIL("truncated NATINFO");
 		if (m->natinfo.mapping > RDVMSG_NAT_MAPPING_MAX ||
 		    m->natinfo.filtering > RDVMSG_NAT_FILTERING_MAX)

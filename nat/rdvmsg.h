@@ -23,10 +23,15 @@
  *                                list, has just registered
  *   NATINFO    (peer -> peer, on the peer session's own control stream)
  *                                mapping u8, filtering u8: what discovery
- *                                found the sender's NAT does
- *   DIALREQ    (peer -> server)  nonce u64, count u8 (<= 8), count x address
+ *                                found the sender's NAT does (0, unknown,
+ *                                without discovery); services u8: bits of
+ *                                what it offers the receiver (RDVMSG_SVC_*;
+ *                                unknown bits are kept, not refused, so a
+ *                                newer peer's offers do not break the stream)
+ *   DIALREQ    (peer -> server, or to a peer that offers RDVMSG_SVC_AUTONAT)
+ *                                nonce u64, count u8 (<= 8), count x address
  *                                (port != 0): AutoNAT, "dial me back there"
- *   DIALRESP   (server -> peer)  nonce u64 (the request's), count u8 (<= 8),
+ *   DIALRESP   (server -> requester) nonce u64 (the request's), count u8 (<= 8),
  *                                count x status u8 (enum rdvmsg_dial_status,
  *                                one per address, in the request's order)
  *   UNREGISTER (peer -> server)  as REGISTER: keys the peer no longer lists
@@ -148,8 +153,13 @@ struct rdvmsg_present {
 	uint8_t key[RDVMSG_KEY_LEN];
 };
 
+/* NATINFO's services: the sender answers DIALREQs on the peer session
+ * (AutoNATService = true). */
+#define RDVMSG_SVC_AUTONAT	0x01
+
 struct rdvmsg_natinfo {
 	uint8_t mapping, filtering; /* as in CONNECT */
+	uint8_t services;	/* RDVMSG_SVC_* bits */
 };
 
 struct rdvmsg_dialreq {

@@ -88,6 +88,7 @@ static void make_samples(void)
 	m->type = RDVMSG_NATINFO;
 	m->natinfo.mapping = 4;
 	m->natinfo.filtering = 3;
+	m->natinfo.services = RDVMSG_SVC_AUTONAT | 0x80; /* an unknown bit is kept */
 	m++;
 	m->type = RDVMSG_DIALREQ;		/* max addresses, mixed */
 	m->dialreq.nonce = 0x8877665544332211ull;
@@ -187,7 +188,8 @@ static void test_round_trip(void)
 			break;
 		case RDVMSG_NATINFO:
 			same = d.natinfo.mapping == s->natinfo.mapping &&
-			       d.natinfo.filtering == s->natinfo.filtering;
+			       d.natinfo.filtering == s->natinfo.filtering &&
+			       d.natinfo.services == s->natinfo.services;
 			break;
 		case RDVMSG_DIALREQ:
 			same = d.dialreq.nonce == s->dialreq.nonce &&
@@ -506,7 +508,7 @@ static void test_mutations(void)
 	      "type 0 refused from its first byte");
 	buf[0] = 13;
 	CHECK(rdvmsg_frame(buf, 1, NULL, NULL) == -1, "type 13 refused");
-	static const uint8_t natinfo_bad[] = { RDVMSG_NATINFO, 0, 0, 2, 5, 0 };
+	static const uint8_t natinfo_bad[] = { RDVMSG_NATINFO, 0, 0, 3, 5, 0, 0 };
 	why = NULL;
 	CHECK(!rdvmsg_decode(&d, natinfo_bad, sizeof(natinfo_bad), &why) && why &&
 	      !strcmp(why, "unknown NAT behaviour"), "NATINFO with mapping 5 refused");
