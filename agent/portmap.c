@@ -98,8 +98,11 @@ static void on_reach(void *arg, const struct na_endpoint *ep, enum autonat_reach
 	log_warn("%s: port mapping: %s maps %s, but nothing from outside gets through; mapping "
 		 "again", pm->a->cfg->name, config_portmap_name(e->proto), b);
 	e->remaps++;
+	e->remap_asked = true;
+	/* AutoNAT looks again once the router has answered: asked now, its
+	 * results would come before the mapping is back and settle on private. */
+	e->recheck = true;
 	remap(pm, e->proto);
-	autonat_recheck(pm->a, ep);
 }
 
 static void watch(struct portmap *pm, const struct na_endpoint *old, const struct na_endpoint *ext)
@@ -217,6 +220,10 @@ void portmap_mapped(struct portmap *pm, enum portmap_proto proto, const struct n
 			 config_portmap_name((enum portmap_proto)pm->active));
 		return;
 	}
+	bool recheck = e->recheck;
+
+	e->remap_asked = false;
+	e->recheck = false;
 	e->internal.ip = *lan;
 	e->internal.port = a->port;
 	e->external = *ext;
@@ -227,6 +234,8 @@ void portmap_mapped(struct portmap *pm, enum portmap_proto proto, const struct n
 	if (e->state != PMAP_MAPPED)
 		e->mapped_at = now;
 	e->state = PMAP_MAPPED;
+	if (recheck)
+		autonat_recheck(a, ext);
 	if (!fresh) {
 		log_debug("%s: port mapping: %s renewed %s for %s", a->cfg->name,
 			  config_portmap_name(proto), na_endpoint_str(ext, out, sizeof(out)),
@@ -296,7 +305,11 @@ void portmap_lost(struct portmap *pm, enum portmap_proto proto, const char *why)
 
 	log_warn("%s: port mapping: %s lost %s (%s); mapping again", pm->a->cfg->name,
 		 config_portmap_name(proto), na_endpoint_str(&e->external, ext, sizeof(ext)), why);
-	e->remaps++;
+	/* The renewal AutoNAT asked for confirms the loss: one remap, not two. */
+	if (!e->remap_asked)
+		e->remaps++;
+	e->remap_asked = false;
+	e->recheck = true;
 	e->state = PMAP_TRYING;
 	snprintf(e->why, sizeof(e->why), "%s", why);
 }

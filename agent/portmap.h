@@ -51,6 +51,8 @@ struct pmap_entry {
 	unsigned lease;             /* seconds granted; 0 = permanent */
 	uint64_t mapped_at, renewed_at, expires_at; /* loop clock; expires 0: never */
 	unsigned remaps;            /* mapped again after a loss */
+	bool remap_asked;           /* AutoNAT asked for it; counted already */
+	bool recheck;               /* mapped again: have AutoNAT look again */
 	char why[128];
 };
 

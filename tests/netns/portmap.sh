@@ -14,7 +14,10 @@
 #  - natagent exits: every mapping is gone from the routers;
 #  - two peers behind port-restricted routers with UPnP connect directly,
 #    the pair that won being the peer's mapped port, so no synchronized
-#    punch was needed; judged by natctl and by the rendezvous's byte count.
+#    punch was needed; judged by natctl and by the rendezvous's byte count;
+#  - AutoNAT verifies the mapped address from outside; when the mapping goes
+#    from the router without natagent's knowing, AutoNAT's next check finds
+#    it and natagent maps again.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -88,9 +91,10 @@ answers() {
 		grep -q "^mapped 198.18.0.30 $2"
 }
 
-# in_table SITE EXTPORT: miniupnpd's DNAT for EXTPORT to the host's PORT.
+# in_table SITE EXTPORT [INTPORT]: miniupnpd's DNAT for EXTPORT to the
+# host's INTPORT (default PORT).
 in_table() {
-	lab_miniupnpd_mappings "$1" | grep -q "^udp $2 $(lab_host_ip "$1"):$PORT$"
+	lab_miniupnpd_mappings "$1" | grep -q "^udp $2 $(lab_host_ip "$1"):${3:-$PORT}$"
 }
 
 # no_mapping SITE: miniupnpd forwards nothing to the host's PORT.
@@ -195,6 +199,34 @@ verified() {
 	show "$LAB_DIR/pair" a | grep -qE "^  port mapping: upnp .* -> $(lab_wan_ip x):41600, .*verified from outside"
 }
 tap_check "AutoNAT: the mapped address is public, the mapping verified from outside" wait_for 30 verified
+tap_diag "$(show "$LAB_DIR/pair" a | grep -E 'reachability|port mapping: upnp')"
+
+# A mapping gone without a word to natagent (deleted on the router, through
+# miniupnpd itself so that its state and the kernel's agree; the NAT state of
+# earlier dial-backs forgotten too): its lease still looks granted, only
+# AutoNAT can tell. Its next check (every few minutes, or on an address
+# change, the trigger here) finds the dial-backs no longer get in, and
+# natagent maps again.
+wipe_x() {
+	lab_exec x upnpc -u "$(lab_miniupnpd_url x)" -d 41600 UDP >/dev/null 2>&1
+	lab_exec x-gw conntrack -D -p udp -s "$RDV2" >/dev/null 2>&1 || true
+	! in_table x 41600 41600
+}
+remapped_line() {
+	show "$LAB_DIR/pair" a | grep -qE "^  port mapping: upnp .*mapped again 1 time,"
+}
+if wipe_x && lab_exec x ip addr add "10.$(lab_host_ip x | cut -d. -f2).0.77/24" dev eth0; then
+	tap_check "silent wipe: AutoNAT notices nothing gets through and natagent maps again" \
+		wait_for 40 grep -q "port mapping: upnp maps $(lab_wan_ip x):41600, but nothing from outside gets through; mapping again" "$LAB_DIR/pair/a.log"
+	tap_check "silent wipe: the router's table holds the mapping again" wait_for 10 in_table x 41600 41600
+	((TAP_RC == 0)) || tap_diag "$(lab_exec x-gw nft list table inet lab_upnp; lab_exec x upnpc -u "$(lab_miniupnpd_url x)" -l 2>&1 | tail -4)"
+	tap_check "silent wipe: natctl show says mapped again, and verified from outside again" \
+		wait_for 30 eval 'remapped_line && verified'
+	tap_check "silent wipe: the tunnel still carries traffic" lab_exec x ping -c1 -W2 10.77.0.2
+else
+	tap_fail "silent wipe: delete the mapping on x's router and add an address on x" \
+		"$(lab_miniupnpd_mappings x)"
+fi
 tap_diag "$(show "$LAB_DIR/pair" a | grep -E 'reachability|port mapping: upnp')"
 stop "$PID_a" "$PID_b"
 tap_done
