@@ -187,6 +187,16 @@ void pm_upnp_stop(struct portmap *pm, bool delete_mapping)
 							    .port = u->got.external_port };
 		}
 	}
+	if (delete_mapping && e->state == PMAP_MAPPED && pm->active >= 0 &&
+	    pm->active != PORTMAP_UPNP &&
+	    na_endpoint_equal(&e->external, &pm->e[pm->active].external)) {
+		/* The same entry the protocol in use was granted (miniupnpd
+		 * serves UPnP and PCP from one table): deleting it would
+		 * delete that one's forwarding too. */
+		log_debug("%s: port mapping: upnp was granted the same entry as %s; kept",
+			  pm->a->cfg->name, config_portmap_name((enum portmap_proto)pm->active));
+		delete_mapping = false;
+	}
 	if (delete_mapping && e->state == PMAP_MAPPED && u->have_igd) {
 		na_endpoint_str(&e->external, ext, sizeof(ext));
 		if (upnp_delete(&u->igd, e->external.port, why))

@@ -12,6 +12,8 @@
 #  - the router restarts miniupnpd (its mappings gone): natagent maps again
 #    by itself;
 #  - natagent exits: every mapping is gone from the routers;
+#  - a router serving all three (one table): the protocol that won still
+#    forwards after the others are stopped (their grant was the same entry);
 #  - two peers behind port-restricted routers with UPnP connect directly,
 #    the pair that won being the peer's mapped port, so no synchronized
 #    punch was needed; judged by natctl and by the rendezvous's byte count;
@@ -64,15 +66,16 @@ setup() {
 		lab_site "${SITE[$p]}" port || return 1
 		lab_miniupnpd "${SITE[$p]}" "$p" || return 1
 	done
-	lab_site x port && lab_site y port && lab_miniupnpd x upnp && lab_miniupnpd y upnp
+	lab_site x port && lab_site y port && lab_miniupnpd x upnp && lab_miniupnpd y upnp &&
+		lab_site m port && lab_miniupnpd m upnp pcp natpmp
 }
 
 if ! setup; then
-	tap_fail "the lab: three routers with one port-mapping protocol each, two with UPnP" \
+	tap_fail "the lab: three routers with one port-mapping protocol each, two with UPnP, one with all three" \
 		"$(tail -n 5 "$LAB_DIR"/*.log 2>/dev/null)"
 	tap_done
 fi
-tap_ok "the lab: three routers with one port-mapping protocol each, two with UPnP"
+tap_ok "the lab: three routers with one port-mapping protocol each, two with UPnP, one with all three"
 
 # mapped_line ROLE PROTO: natctl show's "port mapping: PROTO ... -> ..." line.
 mapped_line() {
@@ -169,6 +172,33 @@ for p in "${PROTOS[@]}"; do
 		grep -q "port mapping: deleted the $p mapping" "$LAB_DIR/solo/$p.log"
 	((TAP_RC == 0)) || tap_diag "$(grep -E 'port mapping|stopping' "$LAB_DIR/solo/$p.log" | tail -n 6)"
 done
+
+# A router serving all three protocols from one table (miniupnpd): natagent
+# asks by all at once, and the router grants the same entry to each that
+# gets through. The one kept must still forward once the others are
+# stopped: stopping them must not delete that shared entry.
+solo_conf all && agent_spawn "$LAB_DIR/solo" m all -d -B
+settled() {  # one protocol mapped, the others idle (none still trying)
+	local out
+	out=$(show "$LAB_DIR/solo" all)
+	[[ $(grep -cE "^  port mapping: [a-z]+ [0-9.]+:$PORT -> " <<<"$out") == 1 &&
+		$(grep -cE "^  port mapping: [a-z]+: idle" <<<"$out") == 2 ]]
+}
+if wait_for 15 settled; then
+	line=$(show "$LAB_DIR/solo" all | grep -E "^  port mapping: [a-z]+ [0-9.]+:$PORT -> " | head -n1)
+	won=$(sed -nE 's/^  port mapping: ([a-z]+) .*/\1/p' <<<"$line") ext=$(ext_of "$line")
+	tap_diag "all three: $won won: $line"
+	src=$((src + 1))
+	tap_check "all three: once the others are stopped, the router still holds $won's mapping" \
+		in_table m "${ext##*:}"
+	tap_check "all three: and a STUN request from the internet to $ext still reaches the agent" \
+		answers "$ext" "$src"
+else
+	tap_fail "all three: one protocol mapped, the other two idle" \
+		"$(show "$LAB_DIR/solo" all | grep 'port mapping')"
+fi
+stop "$PID_all"
+tap_check "all three: after natagent exits the router holds no mapping for it" no_mapping m
 
 # Two peers behind port-restricted routers with UPnP: each side's CONNECT
 # offers its mapped port, which the other's first check reaches.
