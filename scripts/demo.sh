@@ -5,14 +5,16 @@
 #   - a lab (scripts/lab.sh): an "internet" with the rendezvous on it
 #     (198.18.0.10:3478, RFC 5780 alternate 198.18.0.11:3479, so that the
 #     agents learn how their NATs behave), home "alice" behind a
-#     port-restricted NAT (Linux masquerade) and home "bob" behind his home
-#     router's NAT behind a carrier-grade NAT (CGNAT);
+#     port-restricted NAT (Linux masquerade) whose router runs Debian's
+#     miniupnpd (UPnP IGD, NAT-PMP, PCP), and home "bob" behind his home
+#     router's NAT behind a carrier-grade NAT (CGNAT), where no router maps;
 #   - keys (natctl genkey / pubkey) and WireGuard-style configs for the three
 #     hosts, in a directory that stays for you to read (tun mode, no Endpoint:
 #     the peers find each other through the rendezvous);
 #   - the three natagents starting, and what they log as it happens: the
 #     registration at the rendezvous, the session over the relay, the hole
-#     punched to a direct path, what each found out about its NAT;
+#     punched to a direct path, what each found out about its NAT, alice's
+#     port mapping and which addresses the world can reach (AutoNAT);
 #   - natctl show's account of the punch (punch:, pair:, verdict:);
 #   - a ping through the tunnel both ways, a TCP transfer both ways (iperf3,
 #     or an exact transfer where iperf3 is missing), natctl show on both sides;
@@ -114,7 +116,7 @@ fi
 for f in "$natagent" "$natctl"; do
 	[[ -x $f ]] || { echo "demo: $f is not built: run make (or sudo make demo)" >&2; exit 1; }
 done
-for t in ip nft python3; do
+for t in ip nft python3 /usr/sbin/miniupnpd; do
 	command -v "$t" >/dev/null || { echo "demo: $t is missing: sudo make deps" >&2; exit 1; }
 done
 
@@ -221,7 +223,7 @@ elapsed() {
 }
 
 # The log lines worth seeing as they come, for a person watching.
-EVENTS='rendezvous service|BPF fast path (on|off)|TUN device|registered at rendezvous|session up|punched|no direct path|moving to the relay|nothing heard|public address|discovery|(warning|error):'
+EVENTS='rendezvous service|BPF fast path (on|off)|TUN device|registered at rendezvous|session up|punched|no direct path|moving to the relay|nothing heard|public address|discovery|port mapping: [a-z]+ maps|no port mapping|verified: reachable|publicly reachable|not reachable from outside|(warning|error):'
 
 # events: print the new interesting lines of every agent's log, stamped with
 # the time they were seen and the host's name; peers' key prefixes become
@@ -367,6 +369,7 @@ rdv_judge || fail "could not add the byte counter on the rendezvous's port (nft)
 row() { printf '  %-10s %-62s %s\n' "$@"; }
 row rendezvous "$RDV:3478 (and $RDV2:3479), on the internet" "netns $(lab_ns rdv)"
 row alice "$(lab_host_ip alice), behind a port-restricted NAT: $(lab_wan_ip alice)" "netns $(lab_ns alice)"
+row "" "  its router runs miniupnpd (UPnP IGD, NAT-PMP, PCP)" "netns $(lab_ns alice-gw)"
 row bob "$(lab_host_ip bob), behind a home NAT (100.64.${LAB_IDX[bob]}.2) behind a CGNAT: $(lab_wan_ip bob)" \
 	"netns $(lab_ns bob)"
 pause
@@ -421,6 +424,11 @@ say "Starting the rendezvous, then alice, then bob (logs: $OUT/HOST/natagent.log
 T0=${EPOCHREALTIME//[!0-9]/}
 spawn rdv -B
 follow 10 lab_udp_bound rdv "$RDV" 3478 || fail "the rendezvous did not come up within 10 s" rdv
+# miniupnpd checks with STUN (the rendezvous answers it) that its external
+# address is really reachable before it maps anything.
+LAB_MINIUPNPD_STUN=$RDV:3478 lab_miniupnpd alice upnp natpmp pcp ||
+	fail "miniupnpd did not start on alice's router"
+note "miniupnpd on alice's router: ${LAB_UPNPD_PROTOS[alice]}, forwarding ${LAB_UPNPD_FWD[alice]}"
 spawn alice
 follow 10 logged alice "registered at rendezvous" ||
 	fail "alice did not register at the rendezvous within 10 s" alice rdv
@@ -444,6 +452,18 @@ say "Discovery: each agent's public address and NAT behaviour"
 note "(RFC 5780 tests against the rendezvous's two addresses; its filtering tests wait out"
 note " probes that rightly go unanswered, hence a few seconds)"
 follow 20 both_logged "public address" || fail "discovery did not report within 20 s" alice bob
+pause
+
+say "Port mapping and reachability (AutoNAT)"
+note "(alice's router maps her port by UPnP; the rendezvous dials each address back from its"
+note " second address, which no one has sent to: a dial-back that arrives proves a stranger"
+note " gets in. Bob has no router that maps, and his CGNAT lets no stranger in)"
+follow 20 eval 'logged alice "verified: reachable from outside" && logged bob "is not reachable from outside"' ||
+	fail "AutoNAT did not judge alice's mapping and bob's address within 20 s$(printf '\n%s' "$(ctl alice | grep -E 'port mapping|reachability')")" alice bob
+for h in alice bob; do
+	echo "  $h\$ natctl show: port mapping and reachability"
+	ctl "$h" | grep -E '^  (port mapping|reachability):' | indent '    '
+done
 pause
 
 say "Ping through the tunnel, both ways"
