@@ -61,7 +61,7 @@ struct pm_upnp {
 	bool have_igd;
 	/* The job the worker thread runs; the loop touches it only while no
 	 * thread runs (busy false), the thread only while busy. */
-	enum { UPNP_JOB_MAP, UPNP_JOB_RENEW } op;
+	enum { UPNP_JOB_MAP, UPNP_JOB_RENEW, UPNP_JOB_DELETE } op;
 	uint16_t internal_port, want_ext;
 	unsigned lease;
 	char desc[32];
@@ -72,6 +72,11 @@ struct pm_upnp {
 	char why[UPNP_WHY_LEN];
 	pthread_t thread;
 	bool busy;
+	/* Stopped while a job ran: the loop does not wait for it (seconds of
+	 * SSDP), on_done finishes it, deleting what it mapped if asked. */
+	bool abandoned, abandoned_delete;
+	bool start_after;           /* started while a DELETE job ran */
+	struct na_endpoint deleting; /* the DELETE job's mapping, for the log */
 	int efd;    /* eventfd: the thread's "done" */
 	struct loop_timer timer;
 };
@@ -107,9 +112,11 @@ void portmap_lost(struct portmap *pm, enum portmap_proto proto, const char *why)
 /* portmap_upnp.c */
 int pm_upnp_init(struct portmap *pm);
 void pm_upnp_start(struct portmap *pm);
-/* Deletes the mapping (blocking, bounded by miniupnpc's timeouts). */
+/* Deletes the mapping on the worker thread: the loop goes on. */
 void pm_upnp_stop(struct portmap *pm, bool delete_mapping);
 void pm_upnp_remap(struct portmap *pm);
+/* At exit: waits for a running job and deletes the mapping (blocking,
+ * bounded by miniupnpc's timeouts). */
 void pm_upnp_close(struct portmap *pm);
 
 /* portmap_pmp.c: PCP and NAT-PMP, whichever of them PortMapping allows. */

@@ -455,9 +455,11 @@ follow 20 both_logged "public address" || fail "discovery did not report within 
 pause
 
 say "Port mapping and reachability (AutoNAT)"
-note "(alice's router maps her port by UPnP; the rendezvous dials each address back from its"
-note " second address, which no one has sent to: a dial-back that arrives proves a stranger"
-note " gets in. Bob has no router that maps, and his CGNAT lets no stranger in)"
+note "(alice asks her router for a mapping by UPnP IGD, PCP and NAT-PMP at once and keeps the"
+note " first granted; with it, anyone may send to her port, hence \"full cone\" above. The"
+note " rendezvous dials each address back from its second address, which no one has sent to:"
+note " a dial-back that arrives proves a stranger gets in. Bob has no router that maps, and"
+note " his CGNAT lets no stranger in)"
 follow 20 eval 'logged alice "verified: reachable from outside" && logged bob "is not reachable from outside"' ||
 	fail "AutoNAT did not judge alice's mapping and bob's address within 20 s$(printf '\n%s' "$(ctl alice | grep -E 'port mapping|reachability')")" alice bob
 for h in alice bob; do

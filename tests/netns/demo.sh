@@ -4,9 +4,11 @@
 #
 #  1. A run: exit status 0, in under a minute; the output shows both agents'
 #     public address and NAT behaviour, a direct path punched on both sides,
-#     natctl's punch:, pair: and verdict: lines, a ping answered both ways, the
-#     transfer's figures both ways, natctl show of both sides with an
-#     `endpoint:`, and a rendezvous that relayed nothing during the transfers.
+#     natctl's punch:, pair: and verdict: lines, alice's router mapping her
+#     port (miniupnpd) and AutoNAT finding her public and bob private (also
+#     in natctl show), a ping answered both ways, the transfer's figures both
+#     ways, natctl show of both sides with an `endpoint:`, and a rendezvous
+#     that relayed nothing during the transfers.
 #  2. Ctrl-C (SIGINT to the demo and its children, as a terminal sends it)
 #     while the agents run: exit status 130, nothing left.
 #  3. KEEP=1: the lab is still there afterwards (its namespaces, the agents),
@@ -176,7 +178,13 @@ for h in alice bob; do
 		"^ +[0-9.]+s +$h +peer [a-z]+: direct path to 198\.18\.[0-9.]+:[0-9]+ punched in [0-9]+ ms \([0-9]+ checks sent"
 done
 has "natctl show's punch: line (succeeded)" '^      punch: attempt [0-9]+, succeeded'
-has "natctl show's pair: lines (one succeeded)" '^      pair: .* \(srflx\): succeeded'
+has "natctl show's pair: lines (one succeeded)" '^      pair: .* \((srflx|mapped)\): succeeded'
+has "alice's router mapped her port (miniupnpd)" \
+	"^ +[0-9.]+s +alice +port mapping: (upnp|pcp|natpmp) maps 198\\.18\\.1\\.1:40000 -> 10\\.1\\.0\\.2:40000, lease "
+has "AutoNAT: alice's mapped address is publicly reachable" \
+	"^ +[0-9.]+s +alice +198\\.18\\.1\\.1:40000 is publicly reachable \\([0-9] of [0-9] dial-backs arrived\\)"
+has "AutoNAT: bob's address behind the CGNAT is not" \
+	"^ +[0-9.]+s +bob +198\\.18\\.2\\.1:40000 is not reachable from outside \\(0 of [0-9] dial-backs arrived\\)"
 has "natctl show's verdict: line (direct path)" '^      verdict: direct path'
 has "ping alice -> bob answered, with its RTT" '^  alice -> bob +10\.77\.0\.2: [1-9][0-9]* of [0-9]+ answered, rtt min/avg/max [0-9.]+/[0-9.]+/[0-9.]+ ms'
 has "ping bob -> alice answered, with its RTT" '^  bob +-> alice 10\.77\.0\.1: [1-9][0-9]* of [0-9]+ answered, rtt min/avg/max [0-9.]+/[0-9.]+/[0-9.]+ ms'
@@ -190,6 +198,23 @@ for h in alice bob; do
 		tap_fail "natctl show of $h, with endpoint: (direct)" "${sec:-no natctl show of $h in the output}"
 	fi
 done
+# natctl show tells the truth about mapping and reachability: alice's one
+# mapping is verified and her public address public; bob has none, and his
+# public address is private.
+sec=$(section alice)
+if grep -qE '^      port mapping: (upnp|pcp|natpmp) 10\.1\.0\.2:40000 -> 198\.18\.1\.1:40000, lease .*, verified from outside$' <<<"$sec" &&
+   grep -qE '^      reachability: 198\.18\.1\.1:40000 public ' <<<"$sec"; then
+	tap_ok "natctl show of alice: a verified port mapping, her public address public"
+else
+	tap_fail "natctl show of alice: a verified port mapping, her public address public" "$(grep -E 'port mapping|reachability' <<<"$sec")"
+fi
+sec=$(section bob)
+if ! grep -qE '^      port mapping: [a-z]+ [0-9]' <<<"$sec" &&
+   grep -qE '^      reachability: 198\.18\.2\.1:40000 private ' <<<"$sec"; then
+	tap_ok "natctl show of bob: no port mapping, his public address private"
+else
+	tap_fail "natctl show of bob: no port mapping, his public address private" "$(grep -E 'port mapping|reachability' <<<"$sec")"
+fi
 has "the rendezvous relayed nothing during the transfers" \
 	'^  the rendezvous relayed [0-9]+ datagrams before the transfers, [0-9]+ after: none of them went through it$'
 has "it says the lab is removed and where the configs stay" "^Keys, configs and logs stay in $TMP/out\$"
