@@ -29,12 +29,9 @@ top=$(cd "$here/../.." && pwd)
 . "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
-[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
-command -v python3 >/dev/null || tap_skip_all "python3 not installed"
-natagent=${NATAGENT:-$top/natagent}
-natctl=${NATCTL:-$top/natctl}
+tap_needs python3
 rdvload=${RDVLOAD:-$top/build/bench/rdvload}
-for t in "$natagent" "$natctl" "$rdvload"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
+[[ -x $rdvload ]] || tap_skip_all "$rdvload not built"
 
 PIN=$(mktemp -d /tmp/natagent-autonat.XXXXXX)
 cleanup() {

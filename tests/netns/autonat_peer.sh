@@ -23,11 +23,7 @@ top=$(cd "$here/../.." && pwd)
 . "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
-[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
-command -v python3 >/dev/null || tap_skip_all "python3 not installed"
-natagent=${NATAGENT:-$top/natagent}
-natctl=${NATCTL:-$top/natctl}
-for t in "$natagent" "$natctl"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
+tap_needs python3
 
 lab_traps
 RDV=198.18.0.30 PORT=41001

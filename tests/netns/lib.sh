@@ -69,6 +69,21 @@ tap_skip_all() {
 	exit 0
 }
 
+# tap_needs [TOOL...]: skip the whole test unless it runs as root, each TOOL
+# is installed (on PATH or in /usr/sbin) and natagent and natctl are built;
+# sets natagent and natctl (NATAGENT and NATCTL override where they are).
+# The test sets top (the checkout) first.
+tap_needs() {
+	local t
+	[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
+	for t in "$@"; do
+		command -v "$t" >/dev/null || [[ -x /usr/sbin/$t ]] || tap_skip_all "$t not installed"
+	done
+	natagent=${NATAGENT:-$top/natagent}
+	natctl=${NATCTL:-$top/natctl}
+	for t in "$natagent" "$natctl"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
+}
+
 # tap_done: the plan, then exit 1 if any check failed.
 tap_done() {
 	echo "1..$TAP_N"

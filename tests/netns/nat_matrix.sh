@@ -49,11 +49,7 @@ top=$(cd "$here/../.." && pwd)
 . "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
-[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
-for t in python3 tcpdump; do command -v $t >/dev/null || tap_skip_all "$t not installed"; done
-natagent=${NATAGENT:-$top/natagent}
-natctl=${NATCTL:-$top/natctl}
-for t in "$natagent" "$natctl"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
+tap_needs python3 tcpdump
 lab_traps
 
 RDV=198.18.0.10 RDV2=198.18.0.11

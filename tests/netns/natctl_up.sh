@@ -16,10 +16,7 @@ top=$(cd "$here/../.." && pwd)
 . "$top/scripts/lab.sh"
 . "$here/lib.sh"
 
-[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
-natagent=${NATAGENT:-$top/natagent}
-natctl=${NATCTL:-$top/natctl}
-for t in "$natagent" "$natctl"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
+tap_needs
 [[ $(dirname "$natagent") == "$(dirname "$natctl")" ]] ||
 	tap_skip_all "natctl up runs the natagent next to it: keep NATAGENT and NATCTL together"
 

@@ -27,13 +27,7 @@ top=$(cd "$here/../.." && pwd)
 . "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
-[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
-for t in miniupnpd upnpc natpmpc turnserver python3; do
-	command -v $t >/dev/null || [[ -x /usr/sbin/$t ]] || tap_skip_all "$t not installed"
-done
-natagent=${NATAGENT:-$top/natagent}
-natctl=${NATCTL:-$top/natctl}
-for t in "$natagent" "$natctl"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
+tap_needs miniupnpd upnpc natpmpc turnserver python3
 lab_traps
 
 RDV=198.18.0.10 RDV2=198.18.0.11 STUN1=198.18.0.20 STUN2=198.18.0.21

@@ -29,11 +29,7 @@ top=$(cd "$here/../.." && pwd)
 . "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
-[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
-natagent=${NATAGENT:-$top/natagent}
-natctl=${NATCTL:-$top/natctl}
-for t in "$natagent" "$natctl"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
-command -v python3 >/dev/null || tap_skip_all "python3 not installed"
+tap_needs python3
 lab_traps
 
 RDV=198.18.0.10 RDV2=198.18.0.11

@@ -20,13 +20,7 @@ top=$(cd "$here/../.." && pwd)
 . "$top/scripts/agentlab.sh"
 . "$here/lib.sh"
 
-[[ $(id -u) == 0 ]] || tap_skip_all "needs root"
-for t in nft python3 conntrack; do
-	command -v $t >/dev/null || tap_skip_all "$t not installed"
-done
-natagent=${NATAGENT:-$top/natagent}
-natctl=${NATCTL:-$top/natctl}
-for t in "$natagent" "$natctl"; do [[ -x $t ]] || tap_skip_all "$t not built"; done
+tap_needs nft python3 conntrack
 lab_traps
 
 PORT=41700 HTTP=5431
